@@ -388,7 +388,7 @@ def build_rootfs(cache: Path, force: bool = False, mirror: str | None = None) ->
         size_mib = size_kib // 1024 + 96
         img = tmp / "rootfs.ext4"
         run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "ninep-root", "-E", "root_owner=0:0",
-             "-d", str(root), str(img), f"{size_mib}M"])
+             "-d", str(root), str(img), f"{size_mib}M"], stdout=subprocess.DEVNULL)
         img.rename(out)
         stamp.write_text(want)
     finally:
