@@ -420,18 +420,23 @@ class Client:
             for i in range(0, len(names), p.MAX_WALK_NAMES):
                 part = names[i : i + p.MAX_WALK_NAMES]
                 qids = await self.walk(walked_fid, newfid, part)
-                if len(qids) != len(part):
-                    if walked_fid == newfid:
-                        await self.clunk(newfid)
-                    else:
-                        self._free_fid(newfid)
-                    raise NinepError(_errno.ENOENT, f"walk {os.fsdecode(b'/'.join(names))}")
                 walked_fid = newfid
-        except NinepError:
-            if walked_fid != newfid and newfid not in self._free_fids:
-                self._free_fid(newfid)
+                if len(qids) != len(part):
+                    raise NinepError(_errno.ENOENT, f"walk {os.fsdecode(b'/'.join(names))}")
+        except BaseException:
+            with trio.CancelScope(shield=True):
+                await self._discard_fid(newfid, exists=walked_fid == newfid)
             raise
         return newfid
+
+    async def _discard_fid(self, fid: int, *, exists: bool) -> None:
+        """Forget a fid after a failed walk (some servers keep partial walks)."""
+        if exists and not self._closed:
+            try:
+                await self.rpc(p.Tclunk(fid=fid))
+            except NinepError:
+                pass
+        self._free_fid(fid)
 
     @asynccontextmanager
     async def fid(self, path: bytes | str = b"") -> AsyncIterator[int]:
@@ -602,11 +607,12 @@ async def connect(
     n_uname: int | None = None,
     aname: bytes = b"",
     attach: bool = True,
+    negotiate: bool = True,
 ) -> AsyncIterator[Client]:
     """Connect, negotiate 9P2000.L and (by default) attach.
 
     ``n_uname`` defaults to this process's uid. With ``attach=False`` the
-    caller does Tattach itself. The connection and its reader task live for
+    caller does Tattach itself; with ``negotiate=False`` it does Tversion too. The connection and its reader task live for
     the ``async with`` block.
     """
     addr = parse_address(address) if isinstance(address, str) else address
@@ -619,10 +625,11 @@ async def connect(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(client._reader)
         try:
-            reply = await client.negotiate(msize)
-            if reply.version != p.VERSION_9P2000L:
-                raise NinepError(_errno.EPROTONOSUPPORT, f"server speaks {reply.version!r}, not 9P2000.L")
-            if attach:
+            if negotiate:
+                reply = await client.negotiate(msize)
+                if reply.version != p.VERSION_9P2000L:
+                    raise NinepError(_errno.EPROTONOSUPPORT, f"server speaks {reply.version!r}, not 9P2000.L")
+            if attach and negotiate:
                 client.root_fid = client.alloc_fid()
                 client.root_qid = await client.attach(client.root_fid, uname, aname, n_uname)
             yield client

@@ -1,0 +1,34 @@
+"""Shared fixtures: real servers on ephemeral ports."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.servers import start_diod
+
+
+@pytest.fixture
+def diod_server(tmp_path):
+    export = tmp_path / "export"
+    export.mkdir()
+    server = start_diod(export)
+    yield server
+    server.stop()
+
+
+SERVER_KINDS = ["diod"]
+
+
+@pytest.fixture(params=SERVER_KINDS)
+def server(request, tmp_path):
+    """Each real 9P2000.L server in turn, started empty."""
+    if request.param == "diod":
+        export = tmp_path / "export"
+        export.mkdir()
+        srv = start_diod(export)
+    else:
+        from tests.servers import start_ninep
+
+        srv = start_ninep(tmp_path / "store")
+    yield srv
+    srv.stop()

@@ -1,0 +1,112 @@
+"""Real 9P servers for tests: diod (Debian's reference server) and ninep."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require(condition: bool, why: str) -> None:
+    """Skip locally, but fail in CI, when a real dependency is missing."""
+    if not condition:
+        if IN_CI:
+            pytest.fail(f"required in CI: {why}")
+        pytest.skip(why)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_tcp(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
+
+
+def diod_binary() -> str | None:
+    return shutil.which("diod") or (Path("/usr/sbin/diod").exists() and "/usr/sbin/diod") or None
+
+
+@dataclass
+class RunningServer:
+    """A server under test: where to connect and what to attach to."""
+
+    kind: str
+    address: str
+    aname: bytes
+    export_dir: Path | None = None  # diod: the exported directory itself
+    store_dir: Path | None = None  # ninep: the store directory
+    proc: subprocess.Popen | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rsplit(":", 1)[1])
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_diod(export_dir: Path) -> RunningServer:
+    binary = diod_binary()
+    require(binary is not None, "diod is not installed (apt-get install diod)")
+    require(os.geteuid() == 0, "diod tests need root to serve arbitrary uids")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "-f", "-n", "-e", str(export_dir), "-l", f"127.0.0.1:{port}", "-L", "stderr"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_tcp(port, proc)
+    return RunningServer("diod", f"tcp:127.0.0.1:{port}", str(export_dir).encode(), export_dir=export_dir, proc=proc)
+
+
+def start_ninep(store_dir: Path, *extra_args: str, listen: tuple[str, ...] = ("tcp:127.0.0.1:0",)) -> RunningServer:
+    """Start ``ninep serve`` as a subprocess and wait for its listening lines."""
+    args = [sys.executable, "-m", "ninep_server", "--log-format", "json", "serve", "--store", str(store_dir)]
+    for addr in listen:
+        args += ["--listen", addr]
+    args += list(extra_args)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    addresses = []
+    deadline = time.monotonic() + 30
+    while len(addresses) < len(listen):
+        line = proc.stdout.readline()
+        if not line:
+            err = proc.stderr.read()
+            raise RuntimeError(f"ninep serve exited ({proc.wait()}) before listening:\n{err}")
+        if line.startswith("listening "):
+            addresses.append(line.split(None, 1)[1].strip())
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise TimeoutError("ninep serve did not report its listeners")
+    tcp = [a for a in addresses if a.startswith("tcp:")]
+    server = RunningServer("ninep", (tcp or addresses)[0], b"", store_dir=store_dir, proc=proc)
+    server.extra["addresses"] = addresses
+    return server
