@@ -1,0 +1,240 @@
+"""Content-addressed chunk files named by their BLAKE3-256 hash."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+
+import blake3
+import structlog
+
+from .errors import CorruptChunkError, FsError
+
+log = structlog.get_logger(__name__)
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def chunk_hash(data) -> str:
+    """Hex BLAKE3-256 of ``data``; uses all cores only for MiB-sized buffers."""
+    if len(data) >= 1 << 20:
+        return blake3.blake3(data, max_threads=blake3.blake3.AUTO).hexdigest()
+    return blake3.blake3(data).hexdigest()
+
+
+def _load_syncfs():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.syncfs
+        fn.argtypes = [ctypes.c_int]
+        return fn
+    except (OSError, AttributeError):
+        return None
+
+
+_syncfs = _load_syncfs()
+
+
+class ChunkStore:
+    """Chunk files under ``root/<2 hex>/<64 hex>``.
+
+    A chunk is written to a temporary file in its directory and renamed into
+    place; it is never rewritten. Every read re-hashes the content and raises
+    CorruptChunkError on mismatch. Chunks are not fsynced one by one:
+    :meth:`make_durable` flushes everything written so far in one batch.
+
+    Pins protect chunks that uncommitted metadata refers to from deletion:
+    :meth:`put` pins its hash, :meth:`unpin` releases it, and
+    :meth:`delete_if_unpinned` checks the pin under the same lock.
+    """
+
+    def __init__(self, root: str, read_cache: int = 16):
+        self.root = root
+        self._lock = threading.Lock()
+        self._pins: dict[str, int] = {}
+        self._rcache: OrderedDict[str, bytes] = OrderedDict()
+        self._rcache_max = read_cache
+        self._unsynced = 0
+        self.bytes_written = 0
+        self.chunks_written = 0
+        for i in range(256):
+            os.makedirs(os.path.join(root, f"{i:02x}"), exist_ok=True)
+
+    def path(self, h: str) -> str:
+        return f"{self.root}/{h[:2]}/{h}"
+
+    # -- writing ---------------------------------------------------------
+    def put(self, data, h: str | None = None, pin: bool = False) -> str:
+        """Store ``data`` and return its hash (deduplicated by content).
+
+        With ``pin=True`` the hash is pinned before the existence check, so a
+        concurrent gc cannot delete a chunk that dedup just found.
+        """
+        if h is None:
+            h = chunk_hash(data)
+        if pin:
+            with self._lock:
+                self._pins[h] = self._pins.get(h, 0) + 1
+        final = self.path(h)
+        if os.path.exists(final):
+            return h
+        tmp = f"{self.root}/{h[:2]}/.tmp-{h[:16]}-{os.getpid()}-{threading.get_ident()}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+            try:
+                view = memoryview(data)
+                while view:
+                    n = os.write(fd, view)
+                    view = view[n:]
+            finally:
+                os.close(fd)
+            os.rename(tmp, final)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            if pin:
+                self.unpin(h)
+            raise
+        self._unsynced += 1
+        self.bytes_written += len(data)
+        self.chunks_written += 1
+        return h
+
+    def unpin(self, h: str) -> None:
+        with self._lock:
+            n = self._pins.get(h, 0) - 1
+            if n > 0:
+                self._pins[h] = n
+            else:
+                self._pins.pop(h, None)
+
+    def pinned(self, h: str) -> bool:
+        with self._lock:
+            return h in self._pins
+
+    def make_durable(self) -> None:
+        """Make every chunk written so far durable (one syncfs, or sync)."""
+        if not self._unsynced:
+            return
+        self._unsynced = 0
+        if _syncfs is not None:
+            fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                if _syncfs(fd) != 0:
+                    e = ctypes.get_errno()
+                    raise FsError(e, f"syncfs failed: {os.strerror(e)}")
+            finally:
+                os.close(fd)
+        else:
+            os.sync()
+
+    # -- reading ---------------------------------------------------------
+    def get(self, h: str) -> bytes:
+        """Return the verified content of chunk ``h``.
+
+        Raises CorruptChunkError (EIO) if the content does not hash to ``h``
+        and FileNotFoundError if the chunk is absent.
+        """
+        with self._lock:
+            data = self._rcache.get(h)
+            if data is not None:
+                self._rcache.move_to_end(h)
+                return data
+        with open(self.path(h), "rb", buffering=0) as f:
+            data = f.read()
+        if chunk_hash(data) != h:
+            log.error("corrupt chunk", chunk=h, path=self.path(h), length=len(data))
+            raise CorruptChunkError(h)
+        if self._rcache_max:
+            with self._lock:
+                self._rcache[h] = data
+                if len(self._rcache) > self._rcache_max:
+                    self._rcache.popitem(last=False)
+        return data
+
+    def has(self, h: str) -> bool:
+        return os.path.exists(self.path(h))
+
+    def size_of(self, h: str) -> int:
+        return os.stat(self.path(h)).st_size
+
+    def verify(self, h: str) -> bool:
+        """Re-hash chunk ``h`` from disk (bypassing the cache)."""
+        try:
+            with open(self.path(h), "rb", buffering=0) as f:
+                return chunk_hash(f.read()) == h
+        except FileNotFoundError:
+            return False
+
+    # -- deleting --------------------------------------------------------
+    def delete(self, h: str) -> bool:
+        """Remove chunk ``h``; returns False if it was absent."""
+        with self._lock:
+            self._rcache.pop(h, None)
+        try:
+            os.unlink(self.path(h))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def delete_if_unpinned(self, h: str) -> bool:
+        """Remove chunk ``h`` unless pinned; the check and unlink are atomic wrt put(pin=True)."""
+        with self._lock:
+            if h in self._pins:
+                return False
+            self._rcache.pop(h, None)
+            try:
+                os.unlink(self.path(h))
+                return True
+            except FileNotFoundError:
+                return False
+
+    # -- enumeration -----------------------------------------------------
+    def __iter__(self) -> Iterator[str]:
+        """Yield the hash of every stored chunk (temporary files excluded)."""
+        for i in range(256):
+            d = os.path.join(self.root, f"{i:02x}")
+            try:
+                it = os.scandir(d)
+            except FileNotFoundError:
+                continue
+            with it:
+                for e in it:
+                    n = e.name
+                    if len(n) == 64 and not n.startswith("."):
+                        yield n
+
+    def usage(self) -> tuple[int, int]:
+        """Return (number of chunks, total bytes) by scanning the store."""
+        count = total = 0
+        for i in range(256):
+            d = os.path.join(self.root, f"{i:02x}")
+            with os.scandir(d) as it:
+                for e in it:
+                    if len(e.name) == 64:
+                        count += 1
+                        total += e.stat().st_size
+        return count, total
+
+    def remove_temporaries(self) -> int:
+        """Delete leftover temporary files from interrupted writes."""
+        n = 0
+        for i in range(256):
+            d = os.path.join(self.root, f"{i:02x}")
+            with os.scandir(d) as it:
+                for e in it:
+                    if e.name.startswith(".tmp-"):
+                        try:
+                            os.unlink(e.path)
+                            n += 1
+                        except OSError as exc:
+                            if exc.errno != errno.ENOENT:
+                                raise
+        return n

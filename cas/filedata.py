@@ -1,0 +1,155 @@
+"""Per-inode chunk buffers: how reads, writes and truncates map onto chunks.
+
+Each regular file has ``extents`` (chunk index -> (hash, length, ver)), the
+stored chunks, and ``bufs`` (chunk index -> Buf), dirty content that
+overrides the extent. A missing extent or a region past a chunk's length
+reads as zeros. Invariant: no extent or buffer holds bytes at or beyond the
+file size, so extending a file never exposes stale data.
+
+These helpers run under the store lock; they never touch the catalog.
+"""
+
+from __future__ import annotations
+
+from .records import Buf, Inode
+
+
+def plan_read(node: Inode, off: int, size: int, cs: int) -> list:
+    """Describe ``[off, off+size)`` as pieces: bytes, or (hash, lo, hi) to fetch.
+
+    The caller has clamped the range to the file size. Buffer slices are
+    copied here so the plan stays valid after the lock is released.
+    """
+    pieces: list = []
+    end = off + size
+    idx = off // cs
+    exts = node.extents
+    bufs = node.bufs
+    while off < end:
+        base = idx * cs
+        lo = off - base
+        hi = min(end - base, cs)
+        b = bufs.get(idx)
+        if b is not None:
+            piece = bytes(b.data[lo:hi])
+            if len(piece) < hi - lo:
+                piece += bytes(hi - lo - len(piece))
+            pieces.append(piece)
+        else:
+            ext = exts.get(idx)
+            if ext is None:
+                pieces.append(bytes(hi - lo))
+            else:
+                pieces.append((ext[0], lo, hi))
+        off = base + hi
+        idx += 1
+    return pieces
+
+
+def zero_fill(data: bytes, lo: int, hi: int) -> bytes:
+    piece = data[lo:hi]
+    if len(piece) < hi - lo:
+        piece += bytes(hi - lo - len(piece))
+    return piece
+
+
+def write_buffers(node: Inode, off: int, data, cs: int, load_chunk) -> tuple[int, list]:
+    """Apply a write. Partial chunks go into buffers; whole chunks are returned.
+
+    Returns (change in buffered bytes, [(idx, bytes, ver)] of whole chunks the
+    caller stores and installs with :func:`install`). ``load_chunk(hash)``
+    reads a stored chunk when a partial write lands on it.
+    """
+    mv = memoryview(data)
+    n = len(mv)
+    pos = 0
+    delta = 0
+    whole: list = []
+    bufs = node.bufs
+    while pos < n:
+        o = off + pos
+        idx = o // cs
+        lo = o - idx * cs
+        take = min(cs - lo, n - pos)
+        node.wseq += 1
+        if take == cs:
+            whole.append((idx, bytes(mv[pos:pos + take]), node.wseq))
+        else:
+            b = bufs.get(idx)
+            if b is None:
+                ext = node.extents.get(idx)
+                base = bytearray(load_chunk(ext[0])[:ext[1]]) if ext is not None else bytearray()
+                b = bufs[idx] = Buf(base, 0)
+                delta += len(base)
+            d = b.data
+            old = len(d)
+            if old < lo:
+                d.extend(bytes(lo - old))
+            d[lo:lo + take] = mv[pos:pos + take]
+            delta += len(d) - old
+            b.ver = node.wseq
+        pos += take
+    return delta, whole
+
+
+def install(node: Inode, idx: int, h: str | None, length: int, ver: int) -> tuple[bool, str | None, int]:
+    """Record that chunk ``idx`` at version ``ver`` is stored as ``h`` (None: all zeros).
+
+    Returns (installed, replaced hash or None, change in buffered bytes).
+    Nothing happens if a newer version is already stored.
+    """
+    exts = node.extents
+    cur = exts.get(idx)
+    if cur is not None and cur[2] >= ver:
+        return False, None, 0
+    delta = 0
+    b = node.bufs.get(idx)
+    if b is not None and b.ver <= ver:
+        del node.bufs[idx]
+        delta = -len(b.data)
+    if h is None:
+        if cur is not None:
+            del exts[idx]
+    else:
+        exts[idx] = (h, length, ver)
+    return True, (cur[0] if cur is not None else None), delta
+
+
+def truncate(node: Inode, new: int, cs: int, load_chunk) -> tuple[list[int], list[str], int]:
+    """Cut the file's chunks to ``new`` bytes (extending needs nothing).
+
+    Returns (chunk indices whose extent changed, hashes no longer used, change in
+    buffered bytes).
+    """
+    changed: list[int] = []
+    dropped: list[str] = []
+    delta = 0
+    if new >= node.size:
+        return changed, dropped, delta
+    keep = (new + cs - 1) // cs
+    for idx in [i for i in node.extents if i >= keep]:
+        dropped.append(node.extents.pop(idx)[0])
+        changed.append(idx)
+    for idx in [i for i in node.bufs if i >= keep]:
+        delta -= len(node.bufs.pop(idx).data)
+    rem = new - (keep - 1) * cs
+    if keep and rem < cs:
+        last = keep - 1
+        node.wseq += 1
+        b = node.bufs.get(last)
+        if b is not None:
+            if len(b.data) > rem:
+                delta -= len(b.data) - rem
+                del b.data[rem:]
+            b.ver = node.wseq
+        else:
+            ext = node.extents.get(last)
+            if ext is not None and ext[1] > rem:
+                content = bytearray(load_chunk(ext[0])[:rem])
+                node.bufs[last] = Buf(content, node.wseq)
+                delta += len(content)
+    return changed, dropped, delta
+
+
+def is_zero(data) -> bool:
+    return data.count(0) == len(data)

@@ -1,0 +1,405 @@
+"""Store: a directory holding the catalog, the chunks and a lock file.
+
+Layout::
+
+    STORE/FORMAT            "ninep-store <version>"
+    STORE/lock              fcntl.flock'ed while open
+    STORE/catalog.duckdb    the DuckDB catalog (+ .wal)
+    STORE/chunks/ab/<64 hex>
+
+The store runs no threads of its own. The server calls :meth:`Store.commit`
+every ``commit_interval`` seconds; ``Volume.fsync`` runs or joins a commit.
+
+A group commit (1) stores every dirty chunk buffer as a chunk file,
+(2) makes the new chunks durable in one batch, (3) applies all metadata
+mutations in one DuckDB transaction, then (4) deletes chunks that the commit
+left unreferenced. The store lock is held only to copy buffers and to capture
+the dirty set, so requests keep flowing while a commit runs. Commits are
+serialized by a second lock: concurrent fsync callers wait for one commit that
+started after their change instead of running one each.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import threading
+import time
+import zlib
+
+import structlog
+
+from .catalog import INODE_COLS, Batch, Catalog
+from .chunks import ChunkStore
+from .errors import FsError, StoreFormatError, StoreLockedError
+from .volume import Volume
+
+log = structlog.get_logger(__name__)
+
+FORMAT_NAME = "ninep-store"
+FORMAT_VERSION = 1
+INODE_COST = 1024  # estimated bytes of memory per cached inode, for the cache bound
+
+
+class Store:
+    """An open store directory. Use :meth:`Store.open`; a context manager."""
+
+    def __init__(self, path: str, catalog: Catalog, chunks: ChunkStore, lockfd: int, *,
+                 cache_bytes: int, reserve_bytes: int, commit_interval: float,
+                 dirty_bytes: int | None):
+        self.path = path
+        self._catalog = catalog
+        self._chunks = chunks
+        self._lockfd = lockfd
+        self._lock = threading.RLock()
+        self._commit_lock = threading.Lock()
+        self.chunk_size = catalog.chunk_size
+        self.cache_bytes = cache_bytes
+        self.reserve_bytes = reserve_bytes
+        self.commit_interval = commit_interval
+        self.max_file_size = 1 << 62
+        self._max_inodes = max(1024, cache_bytes // INODE_COST)
+        self._dirty_limit = dirty_bytes if dirty_bytes is not None else max(
+            4 * self.chunk_size, min(cache_bytes // 4, 64 << 20))
+        self._epoch = 1      # changes made now belong to this commit epoch
+        self._durable = 0    # every change of epochs <= this is committed
+        self._next_ino = catalog.next_ino
+        self._volumes: dict[str, Volume] = {}
+        self._fsid = zlib.crc32(os.path.realpath(path).encode())
+        self._space_checked = 0.0
+        self._space_free = 0
+        self._space_since = 0
+        self._closed = False
+        self.last_commit_error: BaseException | None = None
+
+    # ------------------------------------------------------------ lifecycle
+    @classmethod
+    def open(cls, path: str, create: bool = False, chunk_size: int = 128 * 1024,
+             cache_bytes: int = 256 << 20, reserve_bytes: int = 64 << 20,
+             commit_interval: float = 0.2, dirty_bytes: int | None = None,
+             duckdb_memory: str = "256MB") -> "Store":
+        """Open (or with ``create=True`` create) the store at ``path``.
+
+        ``cache_bytes`` bounds the metadata cache, ``reserve_bytes`` is the free
+        space below which writes fail with ENOSPC, ``dirty_bytes`` bounds
+        buffered file data before it is stored early (default: a quarter of the
+        cache, at most 64 MiB). Raises StoreFormatError for a directory that is
+        not a store of this format and StoreLockedError if another process has it open.
+        """
+        fmt_path = os.path.join(path, "FORMAT")
+        if not os.path.exists(fmt_path):
+            if not create:
+                raise StoreFormatError(f"{path}: not a ninep store (no FORMAT file)")
+            os.makedirs(path, exist_ok=True)
+            if any(n not in ("lock",) for n in os.listdir(path)):
+                raise StoreFormatError(f"{path}: directory is not empty and not a ninep store")
+            if chunk_size <= 0 or chunk_size > 16 << 20:
+                raise ValueError("chunk_size must be in (0, 16 MiB]")
+        lockfd = os.open(os.path.join(path, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StoreLockedError(path) from None
+            fresh = not os.path.exists(fmt_path)
+            if not fresh:
+                with open(fmt_path) as f:
+                    text = f.read().split()
+                if len(text) != 2 or text[0] != FORMAT_NAME:
+                    raise StoreFormatError(f"{path}: FORMAT file is not a ninep store's")
+                if text[1] != str(FORMAT_VERSION):
+                    raise StoreFormatError(
+                        f"{path}: store format version {text[1]}, this code supports "
+                        f"{FORMAT_VERSION}")
+            catalog = Catalog(os.path.join(path, "catalog.duckdb"), create=fresh,
+                              chunk_size=chunk_size, memory_limit=duckdb_memory)
+            try:
+                chunks = ChunkStore(os.path.join(path, "chunks"))
+                if fresh:
+                    with open(fmt_path + ".tmp", "w") as f:
+                        f.write(f"{FORMAT_NAME} {FORMAT_VERSION}\n")
+                        f.flush()
+                        os.fsync(f.fileno())
+                    os.rename(fmt_path + ".tmp", fmt_path)
+                else:
+                    chunks.remove_temporaries()
+            except BaseException:
+                catalog.close()
+                raise
+        except BaseException:
+            os.close(lockfd)
+            raise
+        store = cls(path, catalog, chunks, lockfd, cache_bytes=cache_bytes,
+                    reserve_bytes=reserve_bytes, commit_interval=commit_interval,
+                    dirty_bytes=dirty_bytes)
+        store._gc_hashes(catalog.remove_orphans())
+        log.debug("store opened", path=path, chunk_size=store.chunk_size, fresh=fresh)
+        return store
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Commit everything, checkpoint the catalog and release the lock."""
+        if self._closed:
+            return
+        try:
+            self.commit()
+        finally:
+            self._closed = True
+            try:
+                self._catalog.close()
+            finally:
+                os.close(self._lockfd)
+                self._volumes.clear()
+
+    # ------------------------------------------------------------- datasets
+    def datasets(self) -> list[str]:
+        """Names of all datasets."""
+        return [name for _, name, _ in self._catalog.datasets()]
+
+    def create_dataset(self, name: str) -> None:
+        """Create an empty dataset (EEXIST if it exists)."""
+        if not name or "/" in name:
+            raise FsError(errno.EINVAL, f"bad dataset name {name!r}")
+        with self._commit_lock:
+            if name in self.datasets():
+                raise FsError(errno.EEXIST, f"dataset {name!r} exists")
+            with self._lock:
+                ino = self._next_ino
+                self._next_ino += 1
+                nxt = self._next_ino
+            now = time.time_ns()
+            row = (ino, 0, 0o40755, 0, 0, 2, 0, 0, now, now, now, now, 1, ino, 1, None)
+            assert len(row) == len(INODE_COLS)
+            self._catalog.add_dataset(name, row, now, nxt)
+
+    def delete_dataset(self, name: str) -> None:
+        """Delete a dataset and everything in it (ENOENT if absent)."""
+        with self._commit_lock:
+            ds = self._dataset(name)
+            self._commit_locked()
+            with self._lock:
+                self._volumes.pop(name, None)
+            self._gc_hashes(self._catalog.drop_dataset(ds[0]))
+
+    def _dataset(self, name: str) -> tuple[int, str, int]:
+        for row in self._catalog.datasets():
+            if row[1] == name:
+                return row
+        raise FsError(errno.ENOENT, f"no dataset {name!r}")
+
+    def volume(self, name: str) -> Volume:
+        """The Volume of dataset ``name`` (the same object on every call)."""
+        with self._lock:
+            vol = self._volumes.get(name)
+            if vol is None:
+                ds, _, root = self._dataset(name)
+                vol = self._volumes[name] = Volume(self, ds, name, root)
+            return vol
+
+    # --------------------------------------------------------------- commit
+    def commit(self) -> None:
+        """Group-commit every volume now; blocks until durable.
+
+        Raises FsError on failure (the changes stay queued and are retried).
+        """
+        with self._commit_lock:
+            self._commit_locked()
+
+    def _commit_until(self, epoch: int) -> None:
+        """Return once changes of ``epoch`` are durable, joining or running a commit."""
+        if self._durable >= epoch:
+            return
+        with self._commit_lock:
+            if self._durable >= epoch:
+                return
+            self._commit_locked()
+
+    def _commit_locked(self) -> None:
+        if self._closed:
+            raise FsError(errno.EBADF, "store is closed")
+        with self._lock:
+            epoch = self._epoch
+            self._epoch += 1
+            vols = list(self._volumes.values())
+            jobs = [vol._snapshot_buffers() for vol in vols]
+        try:
+            stored = [[(node, vol._store_chunks(items)) for node, items in job]
+                      for vol, job in zip(vols, jobs)]
+        except OSError as exc:
+            self.last_commit_error = exc
+            log.error("commit failed storing chunks", error=str(exc))
+            raise FsError(exc.errno or errno.EIO, f"commit failed: {exc}") from exc
+        batch = Batch()
+        caps = []
+        with self._lock:
+            for vol, done in zip(vols, stored):
+                for node, items in done:
+                    vol._install(node, items)
+                caps.append(vol._capture(batch))
+            batch.next_ino = self._next_ino
+        try:
+            self._chunks.make_durable()
+            dropped = self._catalog.apply(batch) if not batch.empty() else []
+        except Exception as exc:
+            with self._lock:
+                for vol, cap in zip(vols, caps):
+                    vol._restore(cap)
+            self.last_commit_error = exc
+            log.error("commit failed", error=str(exc), epoch=epoch)
+            code = getattr(exc, "errno", None) or (
+                errno.ENOSPC if "space" in str(exc).lower() else errno.EIO)
+            raise FsError(code, f"commit failed: {exc}") from exc
+        self.last_commit_error = None
+        candidates = dropped
+        with self._lock:
+            self._durable = epoch
+            for vol, cap in zip(vols, caps):
+                vol._committed(cap)
+                candidates.extend(cap.dropped)
+        for cap in caps:
+            for h in cap.pins:
+                self._chunks.unpin(h)
+        self._gc_hashes(candidates)
+
+    def _gc_hashes(self, candidates: list[str]) -> int:
+        """Delete candidate chunks that no catalog row and no pending write uses."""
+        if not candidates:
+            return 0
+        n = 0
+        for h in self._catalog.unreferenced(candidates):
+            if self._chunks.delete_if_unpinned(h):
+                n += 1
+        return n
+
+    def gc(self) -> int:
+        """Mark and sweep: delete every chunk file no catalog row references."""
+        with self._commit_lock:
+            self._commit_locked()
+            used = self._catalog.all_hashes()
+            n = 0
+            for h in list(self._chunks):
+                if h not in used and self._chunks.delete_if_unpinned(h):
+                    n += 1
+            return n
+
+    # ----------------------------------------------------------- space
+    def _statvfs(self):
+        return os.statvfs(self.path)
+
+    def _check_space(self, n: int) -> None:
+        """Raise ENOSPC if writing ``n`` more bytes would eat into the reserve."""
+        now = time.monotonic()
+        self._space_since += n
+        if (now - self._space_checked > 0.05 or self._space_since > (1 << 20)
+                or self._space_free - self._space_since < self.reserve_bytes):
+            st = os.statvfs(self.path)
+            buffered = sum(v._bufbytes for v in list(self._volumes.values()))
+            self._space_free = st.f_bavail * st.f_frsize - buffered
+            self._space_checked = now
+            self._space_since = n
+        if self._space_free - self._space_since < self.reserve_bytes:
+            raise FsError(errno.ENOSPC, "store is full (free space below the reserve)")
+
+    # ------------------------------------------------------------ checking
+    def check(self) -> list[str]:
+        """Verify catalog consistency and that every referenced chunk exists.
+
+        Commits first. Returns a list of problems, empty when consistent.
+        """
+        self.commit()
+        q = self._catalog.query
+        problems: list[str] = []
+        live = "died IS NULL"
+        for ds, name, root in self._catalog.datasets():
+            r = q(f"SELECT mode, dataset FROM inodes WHERE ino = ? AND {live}", [root])
+            if not r:
+                problems.append(f"dataset {name}: root inode {root} missing")
+            elif (r[0][0] & 0o170000) != 0o040000:
+                problems.append(f"dataset {name}: root inode {root} is not a directory")
+        for parent, name, child in q(
+                f"SELECT parent, name, child FROM entries e WHERE e.{live} AND NOT EXISTS "
+                f"(SELECT 1 FROM inodes i WHERE i.ino = e.child AND i.{live})"):
+            problems.append(f"entry {parent}/{bytes(name)!r} -> missing inode {child}")
+        for parent, name in q(
+                f"SELECT parent, name FROM entries e WHERE e.{live} AND NOT EXISTS "
+                f"(SELECT 1 FROM inodes i WHERE i.ino = e.parent AND i.{live} "
+                f"AND (i.mode & 61440) = 16384)"):
+            problems.append(f"entry {parent}/{bytes(name)!r}: parent is not a live directory")
+        for parent, name, n in q(
+                f"SELECT parent, name, count(*) FROM entries WHERE {live} "
+                f"GROUP BY parent, name HAVING count(*) > 1"):
+            problems.append(f"entry {parent}/{bytes(name)!r} appears {n} times")
+        for ino, n in q(f"SELECT ino, count(*) FROM inodes WHERE {live} GROUP BY ino "
+                        f"HAVING count(*) > 1"):
+            problems.append(f"inode {ino} has {n} live rows")
+        roots = {r[2] for r in self._catalog.datasets()}
+        for ino, mode, nlink, refs, subdirs in q(f"""
+                SELECT i.ino, i.mode, i.nlink, coalesce(r.refs, 0), coalesce(s.subdirs, 0)
+                FROM inodes i
+                LEFT JOIN (SELECT child, count(*) refs FROM entries WHERE {live}
+                           GROUP BY child) r ON r.child = i.ino
+                LEFT JOIN (SELECT parent, count(*) subdirs FROM entries WHERE {live}
+                           AND type = 16384 GROUP BY parent) s ON s.parent = i.ino
+                WHERE i.{live}"""):
+            is_dir = (mode & 0o170000) == 0o040000
+            if ino in roots:
+                if refs:
+                    problems.append(f"root inode {ino} is linked from a directory")
+                if nlink != 2 + subdirs:
+                    problems.append(f"root inode {ino}: nlink {nlink}, expected {2 + subdirs}")
+                continue
+            if refs == 0:
+                problems.append(f"inode {ino} is not linked from any directory")
+            elif is_dir:
+                if refs != 1:
+                    problems.append(f"directory {ino} is linked {refs} times")
+                if nlink != 2 + subdirs:
+                    problems.append(f"directory {ino}: nlink {nlink}, expected {2 + subdirs}")
+            elif nlink != refs:
+                problems.append(f"inode {ino}: nlink {nlink} but {refs} entries")
+        cs = self.chunk_size
+        for ino, idx, h in q(
+                f"SELECT ino, idx, hash FROM extents e WHERE e.{live} AND NOT EXISTS "
+                f"(SELECT 1 FROM inodes i WHERE i.ino = e.ino AND i.{live})"):
+            problems.append(f"extent {ino}[{idx}] -> {h}: inode missing")
+        for ino, idx, length, size in q(
+                f"SELECT e.ino, e.idx, e.length, i.size FROM extents e JOIN inodes i "
+                f"ON i.ino = e.ino AND i.{live} WHERE e.{live} "
+                f"AND (e.idx * {cs} + e.length > i.size OR e.length > {cs} OR e.length <= 0)"):
+            problems.append(f"extent {ino}[{idx}] length {length} beyond size {size}")
+        for ino, idx, n in q(f"SELECT ino, idx, count(*) FROM extents WHERE {live} "
+                             f"GROUP BY ino, idx HAVING count(*) > 1"):
+            problems.append(f"extent {ino}[{idx}] has {n} live rows")
+        present = set(self._chunks)
+        for h, length, ino, idx in q(
+                "SELECT hash, max(length), min(ino), min(idx) FROM extents GROUP BY hash"):
+            if h not in present:
+                problems.append(f"chunk {h} missing (used by inode {ino} chunk {idx})")
+            elif self._chunks.size_of(h) != length:
+                problems.append(f"chunk {h} has size {self._chunks.size_of(h)}, "
+                                f"catalog says {length}")
+        (max_ino,) = q("SELECT coalesce(max(ino), 0) FROM inodes")[0]
+        (next_ino,) = q("SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'next_ino'")[0]
+        if next_ino <= max_ino:
+            problems.append(f"next_ino {next_ino} <= largest inode number {max_ino}")
+        return problems
+
+    def scrub(self) -> list[str]:
+        """Re-hash every chunk file; returns the hashes that fail verification."""
+        return [h for h in self._chunks if not self._chunks.verify(h)]
+
+    @property
+    def chunks(self) -> ChunkStore:
+        """The store's ChunkStore (for tools and tests)."""
+        return self._chunks
+
+    @property
+    def catalog(self) -> Catalog:
+        """The store's Catalog (for tools and tests)."""
+        return self._catalog
