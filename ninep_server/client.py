@@ -196,6 +196,27 @@ class Client:
             raise
         return pending
 
+    async def start_many(self, msgs: list[p.Message]) -> list[PendingRequest]:
+        """Send several requests in one write, all outstanding at once."""
+        if self._closed:
+            raise ConnectionClosed("start_many")
+        pendings = []
+        for msg in msgs:
+            msg.tag = await self._alloc_tag()
+            pendings.append(PendingRequest(self, msg.tag, msg))
+        frames = [p.encode(m) for m in msgs]
+        for pending in pendings:
+            self._pending[pending.tag] = pending
+        try:
+            async with self._send_lock:
+                await self._stream.send_all(b"".join(frames))
+        except BaseException:
+            for pending in pendings:
+                if self._pending.pop(pending.tag, None) is not None:
+                    await self._release_tag(pending.tag)
+            raise
+        return pendings
+
     async def rpc(self, msg: p.Message) -> p.Message:
         """Send a request and return its reply; Rlerror raises NinepError."""
         pending = await self.start(msg)

@@ -16,7 +16,7 @@ def diod_server(tmp_path):
     server.stop()
 
 
-SERVER_KINDS = ["diod"]
+SERVER_KINDS = ["diod", "ninep"]
 
 
 @pytest.fixture(params=SERVER_KINDS)

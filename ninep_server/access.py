@@ -1,0 +1,115 @@
+"""Who a request acts as, and POSIX permission checks for that identity.
+
+The Linux client attaches once per uid and sends only the numeric uid, never
+groups. Supplementary groups come from the export's ``groups`` map when it
+has an entry for the uid, and otherwise from the host's user database
+(``getgrouplist``), as diod does. A uid unknown to both has only its primary
+gid, taken as equal to the uid's own number when nothing says otherwise.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pwd
+import stat
+from dataclasses import dataclass
+
+from cas import FsError
+
+from .config import ExportConfig
+
+R, W, X = 4, 2, 1
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """The identity a fid acts as."""
+
+    uid: int
+    gid: int
+    groups: frozenset[int]
+
+    @property
+    def is_root(self) -> bool:
+        return self.uid == 0
+
+    def in_group(self, gid: int) -> bool:
+        return gid == self.gid or gid in self.groups
+
+
+def host_identity(uid: int) -> tuple[int, frozenset[int]] | None:
+    """(primary gid, all gids) of ``uid`` in the host's user database."""
+    try:
+        pw = pwd.getpwuid(uid)
+    except KeyError:
+        return None
+    try:
+        groups = os.getgrouplist(pw.pw_name, pw.pw_gid)
+    except OSError:
+        groups = [pw.pw_gid]
+    return pw.pw_gid, frozenset(groups)
+
+
+def uid_for_name(uname: bytes) -> int | None:
+    """Resolve a Tattach uname when n_uname is absent."""
+    try:
+        return pwd.getpwnam(os.fsdecode(uname)).pw_uid
+    except (KeyError, ValueError):
+        pass
+    try:
+        return int(uname)
+    except ValueError:
+        return None
+
+
+def credentials_for(uid: int, export: ExportConfig, lookup=host_identity) -> Credentials:
+    """Apply squashing and find the groups of ``uid`` for this export.
+
+    ``lookup`` resolves a uid in the host database (the server passes a
+    per-server cache of :func:`host_identity`).
+    """
+    if export.squash == "all" or (export.squash == "root" and uid == 0):
+        return Credentials(export.anon_uid, export.anon_gid, frozenset({export.anon_gid}))
+    if export.groups and uid in export.groups:
+        gids = export.groups[uid]
+        primary = gids[0] if gids else uid
+        return Credentials(uid, primary, frozenset(gids))
+    host = lookup(uid)
+    if host is not None:
+        return Credentials(uid, host[0], host[1])
+    return Credentials(uid, uid, frozenset({uid}))
+
+
+def permitted(mode: int, owner: int, group: int, cred: Credentials, want: int) -> bool:
+    """POSIX access check of ``want`` (R|W|X bits) against a mode."""
+    if cred.is_root:
+        if want & X and not stat.S_ISDIR(mode) and not mode & 0o111:
+            return False
+        return True
+    if cred.uid == owner:
+        bits = (mode >> 6) & 7
+    elif cred.in_group(group):
+        bits = (mode >> 3) & 7
+    else:
+        bits = mode & 7
+    return bits & want == want
+
+
+def require(attr, cred: Credentials, want: int) -> None:
+    """Raise EACCES unless ``cred`` has ``want`` on the inode ``attr``."""
+    if not permitted(attr.mode, attr.uid, attr.gid, cred, want):
+        raise FsError(errno.EACCES, "permission denied")
+
+
+def require_owner(attr, cred: Credentials) -> None:
+    """Raise EPERM unless ``cred`` owns the inode or is root."""
+    if not cred.is_root and cred.uid != attr.uid:
+        raise FsError(errno.EPERM, "operation not permitted")
+
+
+def check_sticky(dir_attr, victim_attr, cred: Credentials) -> None:
+    """In a sticky directory only the owner of an entry or of the directory may remove it."""
+    if dir_attr.mode & stat.S_ISVTX and not cred.is_root:
+        if cred.uid not in (dir_attr.uid, victim_attr.uid):
+            raise FsError(errno.EPERM, "sticky directory")

@@ -1,0 +1,160 @@
+"""Server configuration: exports and limits, loaded from a TOML file.
+
+Example ``ninep.toml``::
+
+    [server]
+    max_connections = 256
+    max_fids_per_connection = 16384
+    unix_socket_mode = "0600"
+    commit_interval = 0.2          # seconds between group commits
+    export_unlisted = true         # serve datasets not listed below with defaults
+
+    [exports.main]
+    read_only = false
+    squash = "none"                # "none" | "root" | "all"
+    anon_uid = 65534
+    anon_gid = 65534
+    allow = ["127.0.0.0/8", "::1/128"]   # client networks for TCP
+    snapshot_admin = false         # let non-root users mkdir/rmdir in /.snapshots
+
+    [exports.main.groups]          # supplementary groups per uid (else /etc/group)
+    1000 = [1000, 27]
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SQUASH_MODES = ("none", "root", "all")
+
+
+class ConfigError(ValueError):
+    """The configuration file is invalid; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """How one dataset is exported."""
+
+    name: str
+    read_only: bool = False
+    squash: str = "none"
+    anon_uid: int = 65534
+    anon_gid: int = 65534
+    allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    snapshot_admin: bool = False
+    groups: dict[int, tuple[int, ...]] | None = None
+
+    def allows_peer(self, host: str | None) -> bool:
+        """Whether a TCP peer address may attach (unix sockets always may)."""
+        if host is None or not self.allow:
+            return True
+        try:
+            addr = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self.allow if net.version == addr.version)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Server-wide settings plus the declared exports."""
+
+    exports: dict[str, ExportConfig] = field(default_factory=dict)
+    export_unlisted: bool = True
+    max_connections: int = 256
+    max_fids_per_connection: int = 16384
+    max_requests_per_connection: int = 64
+    unix_socket_mode: int = 0o600
+    commit_interval: float = 0.2
+
+    def export(self, dataset: str) -> ExportConfig | None:
+        """The export settings for a dataset, or None if it is not exported."""
+        if dataset in self.exports:
+            return self.exports[dataset]
+        if self.export_unlisted:
+            return ExportConfig(name=dataset)
+        return None
+
+
+_SERVER_KEYS = {
+    "max_connections": int,
+    "max_fids_per_connection": int,
+    "max_requests_per_connection": int,
+    "commit_interval": float,
+    "export_unlisted": bool,
+}
+_EXPORT_KEYS = {"read_only", "squash", "anon_uid", "anon_gid", "allow", "snapshot_admin", "groups"}
+
+
+def load_config(path: str | Path) -> ServerConfig:
+    """Parse and validate a TOML configuration file."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, source=str(path))
+
+
+def parse_config(data: dict, source: str = "config") -> ServerConfig:
+    """Build a ServerConfig from already-parsed TOML data."""
+    unknown = set(data) - {"server", "exports"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected [server] and [exports.NAME]")
+    server = dict(data.get("server", {}))
+    kwargs: dict = {}
+    for key, value in server.items():
+        if key == "unix_socket_mode":
+            try:
+                kwargs[key] = int(str(value), 8)
+            except ValueError:
+                raise ConfigError(f"{source}: server.unix_socket_mode must be octal like \"0600\"") from None
+        elif key in _SERVER_KEYS:
+            want = _SERVER_KEYS[key]
+            if not isinstance(value, want) and not (want is float and isinstance(value, int)):
+                raise ConfigError(f"{source}: server.{key} must be {want.__name__}")
+            kwargs[key] = want(value)
+        else:
+            raise ConfigError(f"{source}: unknown key server.{key}")
+    exports = {}
+    for name, table in data.get("exports", {}).items():
+        exports[name] = _parse_export(name, table, source)
+    return ServerConfig(exports=exports, **kwargs)
+
+
+def _parse_export(name: str, table: dict, source: str) -> ExportConfig:
+    where = f"{source}: exports.{name}"
+    unknown = set(table) - _EXPORT_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: {sorted(_EXPORT_KEYS)}")
+    squash = table.get("squash", "none")
+    if squash not in SQUASH_MODES:
+        raise ConfigError(f"{where}: squash must be one of {SQUASH_MODES}, not {squash!r}")
+    try:
+        allow = tuple(ipaddress.ip_network(n, strict=False) for n in table.get("allow", []))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: bad network in allow: {exc}") from None
+    groups = None
+    if "groups" in table:
+        try:
+            groups = {int(uid): tuple(int(g) for g in gids) for uid, gids in table["groups"].items()}
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where}.groups: expected uid = [gid, ...]") from None
+    return ExportConfig(
+        name=name,
+        read_only=bool(table.get("read_only", False)),
+        squash=squash,
+        anon_uid=int(table.get("anon_uid", 65534)),
+        anon_gid=int(table.get("anon_gid", 65534)),
+        allow=allow,
+        snapshot_admin=bool(table.get("snapshot_admin", False)),
+        groups=groups,
+    )

@@ -1,0 +1,236 @@
+"""One client connection: framing, version negotiation, tags, Tflush.
+
+A session runs one reader task (decodes frames and dispatches them), one
+writer task (sends replies in the order they are queued, batching what is
+ready) and one task per request that has to wait (data I/O, fsync, blocking
+locks). Quick metadata requests are answered inline by the reader.
+
+Tflush cancels the request's task and answers Rflush only after that task
+has finished, so if the original reply was queued first it is also sent
+first, as the protocol requires.
+"""
+
+from __future__ import annotations
+
+import errno
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import structlog
+import trio
+
+from . import protocol as p
+from .handlers import Handlers
+
+if TYPE_CHECKING:
+    from .server import Server
+
+log = structlog.get_logger(__name__)
+
+_RECV_SIZE = 1 << 20
+_MIN_MSIZE = 4096
+_IO_TYPES = (p.Tread, p.Twrite, p.Tfsync)
+
+
+class ProtocolViolation(Exception):
+    """The client broke the protocol badly enough that the connection closes."""
+
+
+@dataclass(slots=True)
+class _Active:
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    done: trio.Event = field(default_factory=trio.Event)
+
+
+class Session:
+    """Serves one connected client until it disconnects or the server stops."""
+
+    def __init__(self, server: Server, stream: trio.abc.Stream, session_id: int, peer: str):
+        self.server = server
+        self.stream = stream
+        self.id = session_id
+        self.peer = peer
+        peer_host = None if peer.startswith("unix") else peer.rsplit(":", 1)[0].strip("[]")
+        self.handlers = Handlers(server, session_id, peer_host)
+        self.msize = p.MAX_MSIZE
+        self.negotiated = False
+        self.active: dict[int, _Active] = {}
+        self._send, self._recv = trio.open_memory_channel[bytes](math.inf)
+        self._io_slots = trio.Semaphore(server.config.max_requests_per_connection)
+        self._stopping = trio.Event()
+        self._read_scope = trio.CancelScope()
+        self.log = log.bind(session=session_id, peer=peer)
+
+    async def run(self) -> None:
+        """Serve until EOF, a fatal protocol error, or :meth:`stop`."""
+        self.log.info("client connected")
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer)
+                try:
+                    await self._reader(nursery)
+                except (p.ProtocolError, ProtocolViolation) as exc:
+                    self.log.warning("closing connection: protocol violation", reason=str(exc))
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                # Let requests already accepted finish (graceful stop), then close.
+                if self._stopping.is_set():
+                    with trio.move_on_after(self.server.shutdown_grace):
+                        await self._wait_idle()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.handlers.release_all()
+            with trio.CancelScope(shield=True):
+                await self.stream.aclose()
+            self.log.info("client disconnected")
+
+    def stop(self) -> None:
+        """Stop reading new requests; finish the ones in flight, then close."""
+        self._stopping.set()
+        self._read_scope.cancel()
+
+    async def _wait_idle(self) -> None:
+        while self.active:
+            await next(iter(self.active.values())).done.wait()
+        # Let the writer flush what is queued.
+        while self._send.statistics().current_buffer_used:
+            await trio.sleep(0.01)
+
+    # -- reading and dispatch ---------------------------------------------------
+
+    async def _reader(self, nursery: trio.Nursery) -> None:
+        frames = p.FrameBuffer(max_size=self.msize)
+        with self._read_scope:
+            while True:
+                data = await self.stream.receive_some(_RECV_SIZE)
+                if not data:
+                    return
+                frames.feed(data)
+                while (frame := frames.next_frame()) is not None:
+                    await self._dispatch(frame, nursery)
+                    frames.max_size = self.msize
+
+    async def _dispatch(self, frame: bytes, nursery: trio.Nursery) -> None:
+        try:
+            msg = p.decode(frame)
+        except p.ProtocolError as exc:
+            if exc.tag is None or exc.type is None or exc.type % 2:
+                raise
+            code = errno.EOPNOTSUPP if p.message_class(exc.type) is None else errno.EINVAL
+            self.log.warning("bad request", reason=exc.reason, type=exc.type, tag=exc.tag)
+            self._reply_error(exc.tag, code)
+            return
+        cls = type(msg)
+        if cls is p.Tversion:
+            await self._version(msg)
+            return
+        if cls is p.Tflush:
+            nursery.start_soon(self._flush, msg)
+            return
+        if msg.tag in self.active:
+            raise ProtocolViolation(f"tag {msg.tag} reused while its request is in flight")
+        if not self.negotiated:
+            self._reply_error(msg.tag, errno.EPROTO)
+            return
+        inline = self.handlers.inline.get(cls)
+        if inline is not None:
+            self._answer(msg, inline)
+            return
+        task = self.handlers.tasks.get(cls)
+        if task is None:
+            self._reply_error(msg.tag, errno.EOPNOTSUPP)
+            return
+        active = _Active()
+        self.active[msg.tag] = active
+        if cls in _IO_TYPES:
+            await self._io_slots.acquire()
+        nursery.start_soon(self._run_task, task, msg, active)
+
+    def _answer(self, msg: p.Message, method) -> None:
+        started = trio.current_time()
+        try:
+            reply = method(msg)
+        except OSError as exc:
+            self._log_error(msg, exc)
+            self._reply_error(msg.tag, exc.errno or errno.EIO)
+        except Exception:
+            self.log.exception("request failed", request=type(msg).__name__)
+            self._reply_error(msg.tag, errno.EIO)
+        else:
+            reply.tag = msg.tag
+            self._queue(reply)
+        self.server.observe(type(msg).__name__, trio.current_time() - started)
+
+    async def _run_task(self, method, msg: p.Message, active: _Active) -> None:
+        started = trio.current_time()
+        try:
+            with active.scope:
+                try:
+                    reply = await method(msg)
+                except OSError as exc:
+                    self._log_error(msg, exc)
+                    self._reply_error(msg.tag, exc.errno or errno.EIO)
+                except Exception:
+                    self.log.exception("request failed", request=type(msg).__name__)
+                    self._reply_error(msg.tag, errno.EIO)
+                else:
+                    reply.tag = msg.tag
+                    self._queue(reply)
+        finally:
+            if isinstance(msg, _IO_TYPES):
+                self._io_slots.release()
+            self.active.pop(msg.tag, None)
+            active.done.set()
+            self.server.observe(type(msg).__name__, trio.current_time() - started)
+
+    async def _flush(self, msg: p.Tflush) -> None:
+        active = self.active.get(msg.oldtag)
+        if active is not None:
+            active.scope.cancel()
+            await active.done.wait()
+        self._queue(p.Rflush(tag=msg.tag))
+
+    async def _version(self, msg: p.Tversion) -> None:
+        # A Tversion aborts everything outstanding and starts a new session.
+        for active in list(self.active.values()):
+            active.scope.cancel()
+        while self.active:
+            await next(iter(self.active.values())).done.wait()
+        self.handlers.release_all()
+        if msg.version.startswith(p.VERSION_9P2000L) and msg.msize >= _MIN_MSIZE:
+            self.msize = min(msg.msize, p.MAX_MSIZE)
+            self.handlers.msize = self.msize
+            self.negotiated = True
+            version = p.VERSION_9P2000L
+        else:
+            self.negotiated = False
+            version = p.VERSION_UNKNOWN
+        self.log.info("version", version=version.decode(), msize=self.msize)
+        self._queue(p.Rversion(msize=self.msize, version=version, tag=msg.tag))
+
+    # -- replies ---------------------------------------------------------------
+
+    def _log_error(self, msg: p.Message, exc: OSError) -> None:
+        # Expected errnos (ENOENT on lookup, EEXIST, ...) are routine: debug level.
+        self.log.debug("request error", request=type(msg).__name__, errno=exc.errno, reason=str(exc))
+
+    def _reply_error(self, tag: int, code: int) -> None:
+        self._queue(p.Rlerror(ecode=code, tag=tag))
+
+    def _queue(self, reply: p.Message) -> None:
+        self._send.send_nowait(p.encode(reply))
+
+    async def _writer(self) -> None:
+        try:
+            async for frame in self._recv:
+                batch = [frame]
+                while len(batch) < 64:
+                    try:
+                        batch.append(self._recv.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                await self.stream.send_all(b"".join(batch) if len(batch) > 1 else frame)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The client is gone: stop reading too.
+            self._read_scope.cancel()
