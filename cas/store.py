@@ -59,7 +59,7 @@ class Store:
         self.reserve_bytes = reserve_bytes
         self.commit_interval = commit_interval
         self.max_file_size = 1 << 62
-        self._max_inodes = max(1024, cache_bytes // INODE_COST)
+        self._max_inodes = max(64, cache_bytes // INODE_COST)
         self._dirty_limit = dirty_bytes if dirty_bytes is not None else max(
             4 * self.chunk_size, min(cache_bytes // 4, 64 << 20))
         self._epoch = 1      # changes made now belong to this commit epoch

@@ -1,0 +1,207 @@
+import errno
+import os
+
+import pytest
+
+from cas import CorruptChunkError, FsError, Store, StoreFormatError, StoreLockedError
+from cas.store import INODE_COST
+
+
+def test_create_open_datasets(tmp_path):
+    p = str(tmp_path / "s")
+    with pytest.raises(StoreFormatError):
+        Store.open(p)
+    with Store.open(p, create=True, chunk_size=64 * 1024) as s:
+        assert s.datasets() == []
+        s.create_dataset("a")
+        s.create_dataset("b")
+        with pytest.raises(FsError) as ei:
+            s.create_dataset("a")
+        assert ei.value.errno == errno.EEXIST
+        assert s.volume("a") is s.volume("a")
+        with pytest.raises(FsError):
+            s.volume("zzz")
+        v = s.volume("b")
+        f = v.create(v.root, b"f", 0o644, 0, 0)
+        v.write(f.ino, 0, b"x" * 100000)
+    with Store.open(p) as s:
+        assert s.chunk_size == 64 * 1024  # recorded at creation
+        assert s.datasets() == ["a", "b"]
+        s.delete_dataset("b")
+        assert s.datasets() == ["a"]
+        assert s.chunks.usage()[0] == 0
+        assert s.check() == []
+
+
+def test_lock_excludes_second_open(tmp_path):
+    p = str(tmp_path / "s")
+    s = Store.open(p, create=True)
+    with pytest.raises(StoreLockedError):
+        Store.open(p)
+    s.close()
+    Store.open(p).close()
+
+
+def test_format_version_mismatch(tmp_path):
+    p = tmp_path / "s"
+    Store.open(str(p), create=True).close()
+    (p / "FORMAT").write_text("ninep-store 999\n")
+    with pytest.raises(StoreFormatError, match="version 999"):
+        Store.open(str(p))
+    (p / "FORMAT").write_text("something else\n")
+    with pytest.raises(StoreFormatError):
+        Store.open(str(p))
+
+
+def test_not_a_store_dir(tmp_path):
+    (tmp_path / "junk").write_text("x")
+    with pytest.raises(StoreFormatError):
+        Store.open(str(tmp_path), create=True)
+
+
+def test_check_reports_missing_chunk(env):
+    vol = env.vol
+    f = vol.create(vol.root, b"f", 0o644, 0, 0)
+    vol.write(f.ino, 0, b"precious")
+    assert env.store.check() == []
+    (h,) = list(env.store.chunks)
+    os.unlink(env.store.chunks.path(h))
+    problems = env.store.check()
+    assert any(h in p and "missing" in p for p in problems)
+
+
+def test_check_reports_bad_nlink(env):
+    vol = env.vol
+    f = vol.create(vol.root, b"f", 0o644, 0, 0)
+    env.store.commit()
+    env.store.catalog.db.execute("UPDATE inodes SET nlink = 5 WHERE ino = ?", [f.ino])
+    assert any("nlink 5" in p for p in env.store.check())
+
+
+def test_corruption_one_byte(env):
+    vol = env.vol
+    a = vol.create(vol.root, b"a", 0o644, 0, 0)
+    b = vol.create(vol.root, b"b", 0o644, 0, 0)
+    da = os.urandom(300 * 1024)
+    db = os.urandom(50 * 1024)
+    vol.write(a.ino, 0, da)
+    vol.write(b.ino, 0, db)
+    env.store.commit()
+    h = env.store.catalog.query(
+        "SELECT hash FROM extents WHERE ino = ? AND idx = 1", [a.ino])[0][0]
+    vol = env.reopen()
+    path = env.store.chunks.path(h)
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.seek(1234)
+        c = f.read(1)
+        f.seek(1234)
+        f.write(bytes([c[0] ^ 0x01]))
+    with pytest.raises(CorruptChunkError) as ei:
+        vol.read(a.ino, 128 * 1024, 10)
+    assert ei.value.errno == errno.EIO and h in str(ei.value)
+    assert vol.read(a.ino, 0, 128 * 1024) == da[:128 * 1024]  # other chunks read
+    assert vol.read(a.ino, 256 * 1024, 1 << 20) == da[256 * 1024:]
+    assert vol.read(b.ino, 0, 1 << 20) == db  # other files read
+    assert env.store.scrub() == [h]
+
+
+def test_names_bytes_roundtrip(env):
+    vol = env.vol
+    r = vol.root
+    names = [b"caf\xe9", "café".encode(), b"caf\xc3\xa9\xff", b"\xff\xfe", b"\x80",
+             b"a\xed\xa0\x80", b"a\xef\xbf\xbd", b"\x01\x02\x7f", b" lead", b"trail ",
+             "日本".encode(), "日本".encode("utf-16-le").replace(b"\0", b"\x01")]
+    inos = {}
+    for n in names:
+        inos[n] = vol.create(r, n, 0o644, 0, 0).ino
+        vol.write(inos[n], 0, n)
+    d = vol.mkdir(r, b"d\xe9", 0o755, 0, 0)
+    vol.symlink(d.ino, b"l\xe9", b"target\xe9\xff", 0, 0)
+    vol.setxattr(inos[b"caf\xe9"], b"user.\xe9", b"v\xe9", 0)
+    assert len(set(inos.values())) == len(names)
+
+    def verify(vol):
+        listed = [e.name for e in vol.readdir(r)]
+        assert sorted(listed) == sorted(names + [b"d\xe9"])
+        for n in names:
+            a = vol.lookup(r, n)
+            assert a.ino == inos[n]
+            assert vol.read(a.ino, 0, 100) == n
+        d2 = vol.lookup(r, b"d\xe9")
+        assert vol.readlink(vol.lookup(d2.ino, b"l\xe9").ino) == b"target\xe9\xff"
+        assert vol.getxattr(inos[b"caf\xe9"], b"user.\xe9") == b"v\xe9"
+
+    verify(vol)
+    vol = env.reopen()
+    verify(vol)
+    vol.rename(r, b"caf\xe9", r, b"caf\xe8")
+    with pytest.raises(FsError):
+        vol.lookup(r, b"caf\xe9")
+    assert vol.lookup(r, "café".encode()).ino == inos["café".encode()]
+    assert env.store.check() == []
+
+
+def test_cache_eviction_and_reload(tmp_path):
+    p = str(tmp_path / "s")
+    s = Store.open(p, create=True, cache_bytes=100 * INODE_COST)
+    s.create_dataset("m")
+    v = s.volume("m")
+    dirs = [v.mkdir(v.root, b"d%d" % i, 0o755, 0, 0).ino for i in range(10)]
+    for i, d in enumerate(dirs):
+        for j in range(40):
+            f = v.create(d, b"f%d" % j, 0o644, i, j)
+            v.write(f.ino, 0, b"%d-%d" % (i, j))
+        s.commit()
+    assert len(v._inodes) <= 200
+    v.evict_all()
+    for i, d in enumerate(dirs):
+        for j in range(40):
+            a = v.lookup(d, b"f%d" % j)
+            assert (a.uid, a.gid) == (i, j)
+            assert v.read(a.ino, 0, 100) == b"%d-%d" % (i, j)
+        assert len(v.readdir(d)) == 40
+    assert len(v._inodes) <= 200
+    assert s.check() == []
+    s.close()
+
+
+def test_dirty_data_flushed_under_pressure(tmp_path):
+    s = Store.open(str(tmp_path / "s"), create=True, dirty_bytes=256 * 1024)
+    s.create_dataset("m")
+    v = s.volume("m")
+    files = []
+    for i in range(200):
+        f = v.create(v.root, b"f%d" % i, 0o644, 0, 0)
+        v.write(f.ino, 0, os.urandom(5000))
+        files.append(f.ino)
+    assert v._bufbytes <= 256 * 1024 + 5000
+    assert s.chunks.chunks_written > 100  # stored before any commit
+    s.commit()
+    assert s.check() == []
+    s.close()
+
+
+def test_fsync_group_commit_concurrent(env):
+    import threading
+    vol = env.vol
+    inos = [vol.create(vol.root, b"f%d" % i, 0o644, 0, 0).ino for i in range(16)]
+    errors = []
+
+    def worker(ino):
+        try:
+            for k in range(5):
+                vol.write(ino, k * 10, b"0123456789")
+                vol.fsync(ino)
+        except Exception as e:  # pragma: no cover
+            errors.append(e)
+
+    ts = [threading.Thread(target=worker, args=(i,)) for i in inos]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors
+    vol = env.reopen()
+    for ino in inos:
+        assert vol.read(ino, 0, 100) == b"0123456789" * 5
