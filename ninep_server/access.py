@@ -29,6 +29,9 @@ class Credentials:
     uid: int
     gid: int
     groups: frozenset[int]
+    #: The uid is unknown to the host and the config: accept the gid the
+    #: client asks for in create requests, since nothing says otherwise.
+    trust_client_gid: bool = False
 
     @property
     def is_root(self) -> bool:
@@ -78,7 +81,7 @@ def credentials_for(uid: int, export: ExportConfig, lookup=host_identity) -> Cre
     host = lookup(uid)
     if host is not None:
         return Credentials(uid, host[0], host[1])
-    return Credentials(uid, uid, frozenset({uid}))
+    return Credentials(uid, uid, frozenset({uid}), trust_client_gid=True)
 
 
 def permitted(mode: int, owner: int, group: int, cred: Credentials, want: int) -> bool:

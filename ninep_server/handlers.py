@@ -130,7 +130,7 @@ class Handlers:
     def _new_gid(self, parent_attr, cred: Credentials, requested: int) -> int:
         if parent_attr.mode & stat.S_ISGID:
             return parent_attr.gid
-        if cred.is_root or cred.in_group(requested) or cred.groups == frozenset({cred.uid}):
+        if cred.is_root or cred.trust_client_gid or cred.in_group(requested):
             return requested
         return cred.gid
 
@@ -426,52 +426,46 @@ class Handlers:
         fid = self._node(msg.fid)
         if not fid.opened or not fid.is_dir:
             raise FsError(errno.EBADF if not fid.opened else errno.ENOTDIR, "readdir needs an open directory")
-        vol = fid.view.volume
         room = min(msg.count, self.msize - 11)
         out: list[p.Dirent] = []
         used = 0
-        offset = msg.offset
-        # Offsets 0 and 1 are "." and ".."; a real entry's offset is its cookie + 2.
-        if offset == 0:
-            attr = vol.getattr(fid.ino)
-            out.append(p.Dirent(make_qid(fid.view, attr), 1, p.DT_DIR, b"."))
-            used += p.dirent_size(b".")
-            offset = 1
-        if offset == 1 and used + p.dirent_size(b"..") <= room:
-            parent = fid.ancestors[-1] if fid.ancestors else fid.ino
-            attr = vol.getattr(parent)
-            out.append(p.Dirent(make_qid(fid.view, attr), 2, p.DT_DIR, b".."))
-            used += p.dirent_size(b"..")
-            offset = 2
-        if offset >= 2:
-            extra = self.server.extra_root_entries(fid) if offset == 2 else []
-            for entry in extra:
-                size = p.dirent_size(entry.name)
-                if used + size > room:
-                    break
-                out.append(entry)
-                used += size
-            else:
-                cookie = offset - 2
-                while used < room:
-                    batch = vol.readdir(fid.ino, cookie, max(1, (room - used) // 24))
-                    if not batch:
-                        break
-                    for entry in batch:
-                        size = p.dirent_size(entry.name)
-                        if used + size > room:
-                            break
-                        qid = p.Qid(qid_type(entry.mode), 0, fid.view.qid_base + entry.ino)
-                        out.append(p.Dirent(qid, entry.cookie + 2, _DT.get(stat.S_IFMT(entry.mode), 0), entry.name))
-                        used += size
-                        cookie = entry.cookie
-                    else:
-                        continue
-                    break
-        if not out and msg.count and msg.count < 64 and offset >= 0:
-            # Not even one entry fits: tell the client rather than end the listing.
+        for entry in self._dirents_from(fid, msg.offset, max(1, room // 24)):
+            size = p.dirent_size(entry.name)
+            if used + size > room:
+                break
+            out.append(entry)
+            used += size
+        else:
+            return p.Rreaddir(data=p.encode_dirents(out))
+        if not out:
             raise FsError(errno.EINVAL, "readdir count too small for the next entry")
         return p.Rreaddir(data=p.encode_dirents(out))
+
+    def _dirents_from(self, fid: Fid, offset: int, batch: int):
+        """Directory entries after ``offset``, lazily.
+
+        Offsets are stable cookies: 1 follows ".", 2 follows "..", 3 follows
+        the synthetic root entries (``.snapshots``), and a real entry's offset
+        is the volume's cookie for it plus 3, so concurrent changes never make
+        other entries repeat or vanish.
+        """
+        vol = fid.view.volume
+        if offset == 0:
+            yield p.Dirent(make_qid(fid.view, vol.getattr(fid.ino)), 1, p.DT_DIR, b".")
+        if offset <= 1:
+            parent = fid.ancestors[-1] if fid.ancestors else fid.ino
+            yield p.Dirent(make_qid(fid.view, vol.getattr(parent)), 2, p.DT_DIR, b"..")
+        if offset <= 2:
+            yield from self.server.extra_root_entries(fid)
+        cookie = max(offset - 3, 0)
+        while True:
+            entries = vol.readdir(fid.ino, cookie, batch)
+            if not entries:
+                return
+            for entry in entries:
+                qid = p.Qid(qid_type(entry.mode), 0, fid.view.qid_base + entry.ino)
+                yield p.Dirent(qid, entry.cookie + 3, _DT.get(stat.S_IFMT(entry.mode), 0), entry.name)
+                cookie = entry.cookie
 
     # -- attributes ------------------------------------------------------------
 

@@ -57,6 +57,9 @@ class Server:
         self._io_limiter = trio.CapacityLimiter(8)
         self._commit_lock = trio.Lock()
         self.listening: list[str] = []
+        self._accept_scope = trio.CancelScope()
+        self._sessions_scope = trio.CancelScope()
+        self._stopped = trio.Event()
 
     # -- what sessions use ------------------------------------------------------
 
@@ -134,16 +137,19 @@ class Server:
 
     async def serve(self, listeners: list[trio.SocketListener], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         """Accept connections on ``listeners`` until cancelled or :meth:`shutdown`."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._commit_loop)
-            with trio.CancelScope() as self._accept_scope:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._commit_loop)
                 async with trio.open_nursery() as sessions:
-                    for listener in listeners:
-                        sessions.start_soon(self._accept_loop, listener, sessions)
-                    task_status.started()
-            # Accepting stopped: let sessions finish what they started.
-            nursery.cancel_scope.cancel()
+                    self._sessions_scope = sessions.cancel_scope
+                    async with trio.open_nursery() as acceptors:
+                        self._accept_scope = acceptors.cancel_scope
+                        for listener in listeners:
+                            acceptors.start_soon(self._accept_loop, listener, sessions)
+                        task_status.started()
+                nursery.cancel_scope.cancel()  # stops the commit loop
+        finally:
+            self._stopped.set()
 
     async def _accept_loop(self, listener: trio.SocketListener, sessions: trio.Nursery) -> None:
         async with listener:
@@ -161,12 +167,14 @@ class Server:
     async def shutdown(self) -> None:
         """Stop accepting, finish requests in flight, close sessions, commit."""
         log.info("shutting down", sessions=len(self.sessions))
+        self._accept_scope.cancel()
         for session in list(self.sessions.values()):
             session.stop()
         with trio.move_on_after(self.shutdown_grace + 1):
             while self.sessions:
                 await trio.sleep(0.02)
-        self._accept_scope.cancel()
+        self._sessions_scope.cancel()
+        await self._stopped.wait()
         await self.commit()
 
 

@@ -32,3 +32,10 @@ def server(request, tmp_path):
         srv = start_ninep(tmp_path / "store")
     yield srv
     srv.stop()
+
+
+def pytest_configure(config):
+    # Tests read human logs; debug lines (every expected errno) stay quiet.
+    from ninep_server.logs import configure_logging
+
+    configure_logging("info", json=False)
