@@ -136,7 +136,10 @@ class Batches:
 
 @pytest.fixture(scope="session")
 def vm_batches(request, vm_images, tmp_path_factory):
-    b = Batches(request.config, vm_images, tmp_path_factory.mktemp("vm"))
+    # Not under pytest's basetemp: concurrent pytest runs prune old basetemps.
+    import tempfile
+    workdir = Path(tempfile.mkdtemp(prefix="ninep-vm-tests.", dir=os.environ.get("NINEP_VM_WORKDIR")))
+    b = Batches(request.config, vm_images, workdir)
     request.config._vm_batches = b
     yield b
     b.close()

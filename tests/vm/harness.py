@@ -374,6 +374,10 @@ class NinepServer(Server):
         self.aname = ""
         self.view = NinepView(self.tcp)
 
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.store, ignore_errors=True)
+
 
 def start_server(kind: str, workdir: Path) -> Server:
     workdir.mkdir(parents=True, exist_ok=True)
