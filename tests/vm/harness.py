@@ -38,6 +38,14 @@ FULL = ["coreutils", "tar", "bigfile", "unlink_open", "perms", "xattr", "locks",
 # The smoke subset run on every other configuration.
 SMOKE = ["coreutils", "unlink_open", "perms", "locks", "loose_ro"]
 
+# Where Debian's diod 1.0.24 (the reference) falls short of the contract;
+# its results still show side by side, as xfail / xpass.
+DIOD_KNOWN_FAILURES = {
+    "unlink_open": "diod: Tgetattr on an open, unlinked file gives ENOENT (stats by path)",
+    "locks": "diod: byte-range locks conflict on disjoint ranges; Tgetlock gives EINVAL",
+    "lock_wait": "diod: answers a blocking Tlock with 'blocked', so the kernel retries after 30 s",
+}
+
 TRANSPORTS = ["tcp", "fd"]
 ACCESSES = ["user", "client"]
 CACHES = ["none", "mmap"]
