@@ -140,7 +140,8 @@ class Handlers:
     # -- session ---------------------------------------------------------------
 
     def auth(self, msg: p.Tauth) -> p.Message:
-        raise FsError(errno.EOPNOTSUPP, "ninep does not use Tauth; attach directly")
+        # ENOENT is how 9P servers (diod, and its clients) say "no auth required".
+        raise FsError(errno.ENOENT, "authentication not required; attach directly")
 
     def attach(self, msg: p.Tattach) -> p.Rattach:
         if msg.fid in self.fids:
@@ -160,8 +161,11 @@ class Handlers:
 
     def walk(self, msg: p.Twalk) -> p.Rwalk:
         fid = self._node(msg.fid)
-        if fid.opened:
-            raise FsError(errno.EBADF, "cannot walk from an open fid")
+        if fid.opened and msg.newfid == msg.fid:
+            # Walking an open fid in place would change what its I/O refers to.
+            # Cloning walks from open fids are allowed, as diod allows them
+            # (its diodls -l walks entry names from the open directory fid).
+            raise FsError(errno.EBADF, "cannot walk an open fid in place")
         if msg.newfid != msg.fid and msg.newfid in self.fids:
             raise FsError(errno.EBADF, f"newfid {msg.newfid} is already in use")
         vol = fid.view.volume
