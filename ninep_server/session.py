@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -149,40 +150,37 @@ class Session:
 
     def _answer(self, msg: p.Message, method) -> None:
         started = trio.current_time()
-        try:
-            reply = method(msg)
-        except OSError as exc:
-            self._log_error(msg, exc)
-            self._reply_error(msg.tag, exc.errno or errno.EIO)
-        except Exception:
-            self.log.exception("request failed", request=type(msg).__name__)
-            self._reply_error(msg.tag, errno.EIO)
-        else:
-            reply.tag = msg.tag
-            self._queue(reply)
+        with self._errors_as_rlerror(msg):
+            self._reply(msg, method(msg))
         self.server.observe(type(msg).__name__, trio.current_time() - started)
 
     async def _run_task(self, method, msg: p.Message, active: _Active) -> None:
         started = trio.current_time()
         try:
-            with active.scope:
-                try:
-                    reply = await method(msg)
-                except OSError as exc:
-                    self._log_error(msg, exc)
-                    self._reply_error(msg.tag, exc.errno or errno.EIO)
-                except Exception:
-                    self.log.exception("request failed", request=type(msg).__name__)
-                    self._reply_error(msg.tag, errno.EIO)
-                else:
-                    reply.tag = msg.tag
-                    self._queue(reply)
+            with active.scope, self._errors_as_rlerror(msg):
+                self._reply(msg, await method(msg))
         finally:
             if isinstance(msg, _IO_TYPES):
                 self._io_slots.release()
             self.active.pop(msg.tag, None)
             active.done.set()
             self.server.observe(type(msg).__name__, trio.current_time() - started)
+
+    @contextmanager
+    def _errors_as_rlerror(self, msg: p.Message):
+        """Answer a failed request with Rlerror; a flush (Cancelled) passes through."""
+        try:
+            yield
+        except OSError as exc:
+            self._log_error(msg, exc)
+            self._reply_error(msg.tag, exc.errno or errno.EIO)
+        except Exception:
+            self.log.exception("request failed", request=type(msg).__name__)
+            self._reply_error(msg.tag, errno.EIO)
+
+    def _reply(self, msg: p.Message, reply: p.Message) -> None:
+        reply.tag = msg.tag
+        self._queue(reply)
 
     async def _flush(self, msg: p.Tflush) -> None:
         active = self.active.get(msg.oldtag)
