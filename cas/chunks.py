@@ -159,6 +159,30 @@ class ChunkStore:
                     self._rcache.popitem(last=False)
         return data
 
+    def get_into(self, h: str, dest: memoryview) -> int | None:
+        """Read chunk ``h`` into ``dest`` and verify it; return its length.
+
+        Returns None (reading nothing useful) if the chunk is longer than
+        ``dest``; the caller then uses :meth:`get`. Bypasses the read cache.
+        """
+        fd = os.open(self.path(h), os.O_RDONLY)
+        try:
+            cap = len(dest)
+            total = 0
+            while total < cap:
+                n = os.readv(fd, [dest[total:]])
+                if not n:
+                    break
+                total += n
+            if total == cap and os.read(fd, 1):
+                return None
+        finally:
+            os.close(fd)
+        if chunk_hash(dest[:total]) != h:
+            log.error("corrupt chunk", chunk=h, path=self.path(h), length=total)
+            raise CorruptChunkError(h)
+        return total
+
     def has(self, h: str) -> bool:
         return os.path.exists(self.path(h))
 

@@ -11,7 +11,7 @@ These helpers run under the store lock; they never touch the catalog.
 
 from __future__ import annotations
 
-from .records import Buf, Inode
+from .records import EMPTY, Buf, Inode
 
 
 def plan_read(node: Inode, off: int, size: int, cs: int) -> list:
@@ -79,6 +79,8 @@ def write_buffers(node: Inode, off: int, data, cs: int, load_chunk) -> tuple[int
             if b is None:
                 ext = node.extents.get(idx)
                 base = bytearray(load_chunk(ext[0])[:ext[1]]) if ext is not None else bytearray()
+                if bufs is EMPTY:
+                    bufs = node.bufs = {}
                 b = bufs[idx] = Buf(base, 0)
                 delta += len(base)
             d = b.data
@@ -146,6 +148,8 @@ def truncate(node: Inode, new: int, cs: int, load_chunk) -> tuple[list[int], lis
             ext = node.extents.get(last)
             if ext is not None and ext[1] > rem:
                 content = bytearray(load_chunk(ext[0])[:rem])
+                if node.bufs is EMPTY:
+                    node.bufs = {}
                 node.bufs[last] = Buf(content, node.wseq)
                 delta += len(content)
     return changed, dropped, delta

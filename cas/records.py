@@ -65,6 +65,9 @@ class Buf:
         self.ver = ver
 
 
+EMPTY: dict = {}  # shared, never mutated: replaced by a fresh dict on first insert
+
+
 class Inode:
     """The live, mutable in-memory state of one inode.
 
@@ -78,7 +81,7 @@ class Inode:
         "ino", "ds", "mode", "uid", "gid", "nlink", "rdev", "size",
         "atime", "mtime", "ctime", "btime", "dver", "parent", "next_seq",
         "target", "children", "listing", "extents", "bufs", "xattrs",
-        "epoch", "opens", "persisted", "wseq", "dlock",
+        "epoch", "opens", "persisted", "wseq", "writers",
     )
 
     def __init__(self, ino: int, ds: int, mode: int, uid: int, gid: int, nlink: int,
@@ -103,13 +106,13 @@ class Inode:
         self.children: dict[bytes, tuple[int, int, int]] | None = None
         self.listing = None
         self.extents: dict[int, tuple[str, int, int]] | None = None
-        self.bufs: dict[int, Buf] = {}
+        self.bufs: dict[int, Buf] = EMPTY
         self.xattrs: dict[bytes, bytes] | None = None
         self.epoch = 0          # commit epoch holding this inode's latest change
         self.opens = 0
         self.persisted = False  # a catalog row exists
         self.wseq = 0           # per-inode data version counter for chunk buffers
-        self.dlock = None       # per-inode data lock, created on first data op
+        self.writers = 0        # data operations in progress (pins the inode in the cache)
 
     def is_dir(self) -> bool:
         return stat.S_ISDIR(self.mode)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import stat
 from bisect import bisect_left
+from itertools import islice
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING
 from . import filedata
 from .catalog import Batch
 from .errors import FsError
-from .records import Attr, DirEntry, Inode, StatFs
+from .records import EMPTY, Attr, DirEntry, Inode, StatFs
 
 if TYPE_CHECKING:
     from .store import Store
@@ -95,6 +96,7 @@ class Volume:
         self._bufbytes = 0
         self._bufinodes: set[int] = set()   # inodes with dirty chunk buffers
         self._flushing = False
+        self._dlocks = [threading.Lock() for _ in range(64)]
         self._gone: set[int] = set()        # freed inodes whose rows may still be in the catalog
 
     def _reset_dirty(self) -> None:
@@ -134,14 +136,15 @@ class Volume:
         """Drop clean, unopened inodes in LRU order until under the bound."""
         inodes = self._inodes
         durable = self._s._durable
-        excess = len(inodes) - self._s._max_inodes
+        limit = self._s._max_inodes
+        excess = len(inodes) - limit + limit // 32  # evict in batches
         budget = max(64, excess * 2)
         root = self.root
-        for ino in list(inodes)[:budget]:
+        for ino in list(islice(inodes, budget)):
             if excess <= 0:
                 break
             node = inodes[ino]
-            if node.epoch > durable or node.opens or node.bufs or ino == root or (node.dlock is not None and node.dlock.locked()):
+            if node.epoch > durable or node.opens or node.bufs or ino == root or node.writers:
                 inodes[ino] = inodes.pop(ino)  # pinned: move to the MRU end
                 continue
             del inodes[ino]
@@ -266,14 +269,13 @@ class Volume:
         return node.attr()
 
     def _data_lock(self, ino: int, for_size: bool = False) -> threading.Lock:
+        """The striped lock that serializes writes and truncates of ``ino``."""
         with self._lock:
             node = self._get(ino)
             fmt = node.mode & _IFMT
             if fmt != _S_IFREG:
                 raise _err(errno.EISDIR if fmt == _S_IFDIR else errno.EINVAL, f"inode {ino}")
-            if node.dlock is None:
-                node.dlock = threading.Lock()
-            return node.dlock
+        return self._dlocks[ino % len(self._dlocks)]
 
     def _truncate(self, node: Inode, size: int) -> None:
         fmt = node.mode & _IFMT
@@ -317,7 +319,7 @@ class Volume:
                 pnode.nlink += 1
             elif (mode & _IFMT) == _S_IFREG:
                 node.extents = {}
-            node.xattrs = {}
+            node.xattrs = EMPTY
             self._link_entry(pnode, name, node, now)
             self._add(node)
             self._dirty(node)
@@ -407,7 +409,7 @@ class Volume:
             self._dropped.extend(e[0] for e in node.extents.values())
         if node.bufs:
             self._bufbytes -= sum(len(b.data) for b in node.bufs.values())
-            node.bufs = {}
+            node.bufs = EMPTY
         self._bufinodes.discard(ino)
         self._freed[ino] = node.persisted or self._freed.get(ino, False)
         if self._freed[ino]:
@@ -581,14 +583,24 @@ class Volume:
                     return b""
                 plan = filedata.plan_read(node, offset, end - offset, self._cs)
             try:
-                out = []
-                get = self._chunks.get
+                if len(plan) == 1 and type(plan[0]) is bytes:
+                    return plan[0]
+                out = bytearray(end - offset)
+                mv = memoryview(out)
+                pos = 0
+                get, get_into = self._chunks.get, self._chunks.get_into
                 for p in plan:
                     if type(p) is tuple:
-                        out.append(filedata.zero_fill(get(p[0]), p[1], p[2]))
+                        h, lo, hi = p
+                        n = hi - lo
+                        if lo != 0 or get_into(h, mv[pos:pos + n]) is None:
+                            piece = get(h)[lo:hi]
+                            mv[pos:pos + len(piece)] = piece
                     else:
-                        out.append(p)
-                return out[0] if len(out) == 1 else b"".join(out)
+                        n = len(p)
+                        mv[pos:pos + n] = p
+                    pos += n
+                return bytes(out)
             except FileNotFoundError as exc:
                 # a concurrent overwrite + commit + gc removed the chunk; re-plan
                 if attempt == 2:
@@ -621,9 +633,17 @@ class Volume:
                 node.mtime = node.ctime = _now()
                 node.dver += 1
                 self._dirty(node)
+                if whole:
+                    node.writers += 1
             if whole:
-                stored = self._store_chunks(whole)
+                try:
+                    stored = self._store_chunks(whole)
+                except BaseException:
+                    with self._lock:
+                        node.writers -= 1
+                    raise
                 with self._lock:
+                    node.writers -= 1
                     self._install(node, stored)
         if self._bufbytes > s._dirty_limit:
             self.flush_buffers()
@@ -739,6 +759,8 @@ class Volume:
                 raise _err(errno.EEXIST, repr(name))
             if flags & XATTR_REPLACE and name not in xs:
                 raise _err(errno.ENODATA, repr(name))
+            if xs is EMPTY:
+                xs = node.xattrs = {}
             xs[name] = value
             node.ctime = _now()
             self._dirty(node)
