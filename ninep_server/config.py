@@ -8,6 +8,7 @@ Example ``ninep.toml``::
     unix_socket_mode = "0600"
     commit_interval = 0.2          # seconds between group commits
     export_unlisted = true         # serve datasets not listed below with defaults
+    snapdir_hidden = false         # list /.snapshots in the root (it is reachable either way)
 
     [exports.main]
     read_only = false
@@ -72,6 +73,7 @@ class ServerConfig:
     max_requests_per_connection: int = 64
     unix_socket_mode: int = 0o600
     commit_interval: float = 0.2
+    snapdir_hidden: bool = False
 
     def export(self, dataset: str) -> ExportConfig | None:
         """The export settings for a dataset, or None if it is not exported."""
@@ -88,6 +90,7 @@ _SERVER_KEYS = {
     "max_requests_per_connection": int,
     "commit_interval": float,
     "export_unlisted": bool,
+    "snapdir_hidden": bool,
 }
 _EXPORT_KEYS = {"read_only", "squash", "anon_uid", "anon_gid", "allow", "snapshot_admin", "groups"}
 

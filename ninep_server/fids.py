@@ -17,15 +17,22 @@ XATTR_READ = "xattr-read"  # Txattrwalk: a value (or name list) read through Tre
 XATTR_WRITE = "xattr-write"  # Txattrcreate: a value written through Twrite, set at Tclunk
 
 
-@dataclass(slots=True)
+LIVE = "live"  # a dataset's live tree
+SNAPDIR = "snapdir"  # the synthetic /.snapshots directory of a dataset
+SNAPSHOT = "snapshot"  # one snapshot's read-only tree
+
+
+@dataclass(eq=False, slots=True)
 class View:
-    """A browsable tree: a live dataset or a snapshot of one."""
+    """A browsable tree: a live dataset, its /.snapshots directory, or a snapshot."""
 
     name: str  # dataset name, or "dataset@snapshot"
-    volume: Any  # cas.Volume
+    volume: Any  # cas.Volume (or the SnapshotDirectory)
     export: ExportConfig
     read_only: bool
     qid_base: int = 0  # added to inode numbers so qid.path differs between views
+    kind: str = LIVE
+    dataset: str = ""
 
 
 @dataclass(slots=True)
@@ -36,9 +43,10 @@ class Fid:
     ino: int
     cred: Credentials
     kind: str = NODE
-    # The walk that led here: parent directory inodes, root first, and the
-    # name in the last one. ``..`` pops; the root of the view clamps.
-    ancestors: tuple[int, ...] = ()
+    # The walk that led here: (view, inode) of each parent directory, the
+    # export root first, and our name in the last one. ``..`` pops, and the
+    # export root clamps. Views change when a walk crosses into /.snapshots.
+    ancestors: tuple[tuple[View, int], ...] = ()
     name: bytes = b""
     opened: bool = False
     open_flags: int = 0

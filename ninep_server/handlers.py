@@ -26,8 +26,9 @@ from cas import XATTR_CREATE, XATTR_REPLACE, FsError
 
 from . import protocol as p
 from .access import R, W, X, Credentials, check_sticky, credentials_for, permitted, require, require_owner, uid_for_name
-from .fids import NODE, XATTR_READ, XATTR_WRITE, Fid, FidTable, View
+from .fids import LIVE, NODE, SNAPDIR, XATTR_READ, XATTR_WRITE, Fid, FidTable, View
 from .locks import lock_range
+from .snapdir import SNAPDIR_NAME, snapshot_qid_base
 
 if TYPE_CHECKING:
     from .server import Server
@@ -168,10 +169,9 @@ class Handlers:
             raise FsError(errno.EBADF, "cannot walk an open fid in place")
         if msg.newfid != msg.fid and msg.newfid in self.fids:
             raise FsError(errno.EBADF, f"newfid {msg.newfid} is already in use")
-        vol = fid.view.volume
-        ino, ancestors, name = fid.ino, fid.ancestors, fid.name
+        view, ino, ancestors, name = fid.view, fid.ino, fid.ancestors, fid.name
         qids: list[p.Qid] = []
-        attr = vol.getattr(ino) if msg.wnames else None
+        attr = view.volume.getattr(ino) if msg.wnames else None
         for i, wname in enumerate(msg.wnames):
             try:
                 if not stat.S_ISDIR(attr.mode):
@@ -179,9 +179,9 @@ class Handlers:
                 require(attr, fid.cred, X)
                 if wname == b"..":
                     if ancestors:
-                        ino, ancestors = ancestors[-1], ancestors[:-1]
+                        (view, ino), ancestors = ancestors[-1], ancestors[:-1]
                         name = b""
-                    attr = vol.getattr(ino)
+                    attr = view.volume.getattr(ino)
                 elif wname == b"." or not wname:
                     pass
                 else:
@@ -189,16 +189,22 @@ class Handlers:
                         raise FsError(errno.ENOENT, "no such file or directory")
                     if len(wname) > NAME_MAX:
                         raise FsError(errno.ENAMETOOLONG, "name longer than 255 bytes")
-                    attr = vol.lookup(ino, wname)
-                    ancestors = (*ancestors, ino)
-                    ino, name = attr.ino, wname
+                    crossing = self.server.cross(view, ino, wname)
+                    ancestors = (*ancestors, (view, ino))
+                    if crossing is not None:
+                        view, ino = crossing
+                        attr = view.volume.getattr(ino)
+                    else:
+                        attr = view.volume.lookup(ino, wname)
+                        ino = attr.ino
+                    name = wname
             except OSError:
                 if i == 0:
                     raise
                 return p.Rwalk(qids=qids)
-            qids.append(make_qid(fid.view, attr))
+            qids.append(make_qid(view, attr))
         is_dir = fid.is_dir if attr is None else stat.S_ISDIR(attr.mode)
-        new = Fid(fid.view, ino, fid.cred, ancestors=ancestors, name=name, is_dir=is_dir)
+        new = Fid(view, ino, fid.cred, ancestors=ancestors, name=name, is_dir=is_dir)
         self.fids.add(msg.newfid, new, replace=msg.newfid == msg.fid)
         return p.Rwalk(qids=qids)
 
@@ -237,16 +243,31 @@ class Handlers:
         gid = self._new_gid(dattr, fid.cred, msg.gid)
         attr = vol.create(fid.ino, msg.name, stat.S_IFREG | (msg.mode & 0o7777), fid.cred.uid, gid)
         vol.open(attr.ino)
-        fid.ancestors = (*fid.ancestors, fid.ino)
+        fid.ancestors = (*fid.ancestors, (fid.view, fid.ino))
         fid.ino, fid.name = attr.ino, msg.name
         fid.opened, fid.open_flags, fid.is_dir = True, msg.flags, False
         return p.Rlcreate(qid=make_qid(fid.view, attr), iounit=0)
 
     def _no_snapshot_name(self, fid: Fid, name: bytes) -> None:
-        if name == b".snapshots" and fid.ino == fid.view.volume.root:
+        if name == SNAPDIR_NAME and fid.ino == fid.view.volume.root and fid.view.kind == LIVE:
             raise FsError(errno.EEXIST, "/.snapshots is reserved for snapshots")
 
-    def mkdir(self, msg: p.Tmkdir) -> p.Rmkdir:
+    def _snapshot_admin(self, fid: Fid) -> None:
+        """mkdir/rmdir in /.snapshots: root, or anyone where the export allows it."""
+        if fid.view.export.read_only:
+            raise FsError(errno.EROFS, "read-only export")
+        if not (fid.cred.is_root or fid.view.export.snapshot_admin):
+            raise FsError(errno.EPERM, "only root may create or delete snapshots here")
+
+    async def mkdir(self, msg: p.Tmkdir) -> p.Rmkdir:
+        fid = self._node(msg.dfid)
+        if fid.view.kind != SNAPDIR:
+            return self._mkdir(msg)
+        self._snapshot_admin(fid)
+        info = await self.server.create_snapshot(fid.view.dataset, msg.name.decode("utf-8", "replace"))
+        return p.Rmkdir(qid=p.Qid(p.QidType.DIR, 1, snapshot_qid_base(info.id) + fid.view.volume.root))
+
+    def _mkdir(self, msg: p.Tmkdir) -> p.Rmkdir:
         fid, dattr = self._dir_for_change(msg.dfid)
         check_name(msg.name)
         self._no_snapshot_name(fid, msg.name)
@@ -294,7 +315,17 @@ class Handlers:
 
     # -- removing and renaming -------------------------------------------------------
 
-    def unlinkat(self, msg: p.Tunlinkat) -> p.Runlinkat:
+    async def unlinkat(self, msg: p.Tunlinkat) -> p.Runlinkat:
+        fid = self._node(msg.dirfid)
+        if fid.view.kind != SNAPDIR:
+            return self._unlinkat(msg)
+        self._snapshot_admin(fid)
+        if not msg.flags & p.AT_REMOVEDIR:
+            raise FsError(errno.EISDIR, "snapshots are directories: use rmdir")
+        await self.server.delete_snapshot(fid.view.dataset, msg.name.decode("utf-8", "replace"))
+        return p.Runlinkat()
+
+    def _unlinkat(self, msg: p.Tunlinkat) -> p.Runlinkat:
         fid, dattr = self._dir_for_change(msg.dirfid)
         if msg.name in (b".", b".."):
             raise FsError(errno.EINVAL if msg.name == b"." else errno.ENOTEMPTY, "cannot remove . or ..")
@@ -314,9 +345,11 @@ class Handlers:
         try:
             if fid.kind != NODE or not fid.ancestors:
                 raise FsError(errno.EBUSY if fid.kind == NODE else errno.EBADF, "cannot remove this fid")
-            parent = fid.ancestors[-1]
-            vol = fid.view.volume
             self._writable(fid)
+            pview, parent = fid.ancestors[-1]
+            if pview is not fid.view:
+                raise FsError(errno.EBUSY, "cannot remove the root of a view")
+            vol = fid.view.volume
             dattr = vol.getattr(parent)
             require(dattr, fid.cred, W | X)
             victim = vol.lookup(parent, fid.name)
@@ -343,12 +376,14 @@ class Handlers:
             raise FsError(errno.EBUSY, "cannot rename the root")
         self._writable(fid)
         vol = fid.view.volume
-        oldparent = fid.ancestors[-1]
+        pview, oldparent = fid.ancestors[-1]
+        if pview is not fid.view:
+            raise FsError(errno.EBUSY, "cannot rename the root of a view")
         oldattr = vol.getattr(oldparent)
         require(oldattr, fid.cred, W | X)
         new, newattr = self._dir_for_change(msg.dfid)
         self._rename(fid, oldattr, fid.name, new, newattr, msg.name, oldparent=oldparent)
-        fid.ancestors = (*new.ancestors, new.ino)
+        fid.ancestors = (*new.ancestors, (new.view, new.ino))
         fid.name = msg.name
         return p.Rrename()
 
@@ -457,17 +492,20 @@ class Handlers:
         if offset == 0:
             yield p.Dirent(make_qid(fid.view, vol.getattr(fid.ino)), 1, p.DT_DIR, b".")
         if offset <= 1:
-            parent = fid.ancestors[-1] if fid.ancestors else fid.ino
-            yield p.Dirent(make_qid(fid.view, vol.getattr(parent)), 2, p.DT_DIR, b"..")
-        if offset <= 2:
-            yield from self.server.extra_root_entries(fid)
+            pview, parent = fid.ancestors[-1] if fid.ancestors else (fid.view, fid.ino)
+            yield p.Dirent(make_qid(pview, pview.volume.getattr(parent)), 2, p.DT_DIR, b"..")
+        if offset <= 2 and fid.view.kind == LIVE and fid.ino == vol.root:
+            yield from self.server.root_extras(fid.view)
         cookie = max(offset - 3, 0)
         while True:
             entries = vol.readdir(fid.ino, cookie, batch)
             if not entries:
                 return
             for entry in entries:
-                qid = p.Qid(qid_type(entry.mode), 0, fid.view.qid_base + entry.ino)
+                if fid.view.kind == SNAPDIR:  # each entry is the root of a snapshot view
+                    qid = p.Qid(p.QidType.DIR, 1, snapshot_qid_base(entry.ino) + vol.root)
+                else:
+                    qid = p.Qid(qid_type(entry.mode), 0, fid.view.qid_base + entry.ino)
                 yield p.Dirent(qid, entry.cookie + 3, _DT.get(stat.S_IFMT(entry.mode), 0), entry.name)
                 cookie = entry.cookie
 

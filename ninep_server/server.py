@@ -21,9 +21,11 @@ from cas import FsError, Store
 from .access import host_identity
 from .address import Address
 from .config import ConfigError, ServerConfig, load_config
-from .fids import View
+from . import protocol as p
+from .fids import LIVE, SNAPDIR, SNAPSHOT, View
 from .locks import LockTable
 from .session import Session
+from .snapdir import SNAPDIR_NAME, SNAPDIR_QID_BASE, SnapshotDirectory, snapshot_qid_base
 
 log = structlog.get_logger(__name__)
 
@@ -73,19 +75,67 @@ class Server:
         view = self._views.get(aname)
         if view is None:
             volume = self.store.volume(aname)
-            view = View(aname, volume, export, read_only=export.read_only)
+            view = View(aname, volume, export, read_only=export.read_only, kind=LIVE, dataset=aname)
             self._views[aname] = view
         return view
+
+    # -- /.snapshots -------------------------------------------------------------
+
+    def _snapdir_view(self, live: View) -> View:
+        key = f"{live.dataset}/.snapshots"
+        view = self._views.get(key)
+        if view is None:
+            directory = SnapshotDirectory(self.store, live.dataset, live.volume.root)
+            view = View(key, directory, live.export, True, SNAPDIR_QID_BASE, SNAPDIR, live.dataset)
+            self._views[key] = view
+        return view
+
+    def _snapshot_view(self, snapdir: View, name: bytes) -> View:
+        snap = snapdir.volume.find(name)
+        key = f"{snap.dataset}@{snap.name}"
+        view = self._views.get(key)
+        if view is None or view.qid_base != snapshot_qid_base(snap.id):
+            volume = self.store.snapshot_volume(snap.dataset, snap.name)
+            view = View(key, volume, snapdir.export, True, snapshot_qid_base(snap.id), SNAPSHOT, snap.dataset)
+            self._views[key] = view
+        return view
+
+    def cross(self, view: View, ino: int, name: bytes) -> tuple[View, int] | None:
+        """Where a walk of ``name`` from (view, ino) leaves the view, if it does."""
+        if view.kind == LIVE and name == SNAPDIR_NAME and ino == view.volume.root:
+            snapdir = self._snapdir_view(view)
+            return snapdir, snapdir.volume.root
+        if view.kind == SNAPDIR:
+            snap = self._snapshot_view(view, name)
+            return snap, snap.volume.root
+        return None
+
+    def root_extras(self, live: View) -> list[p.Dirent]:
+        """Synthetic entries of an export's root directory listing."""
+        if self.config.snapdir_hidden:
+            return []
+        snapdir = self._snapdir_view(live)
+        qid = p.Qid(p.QidType.DIR, 1, snapdir.qid_base + snapdir.volume.root)
+        return [p.Dirent(qid, 3, p.DT_DIR, SNAPDIR_NAME)]
+
+    async def create_snapshot(self, dataset: str, name: str):
+        """Take a snapshot (a barrier in the commit stream) in a worker thread."""
+        async with self._commit_lock:
+            info = await trio.to_thread.run_sync(self.store.create_snapshot, dataset, name)
+        log.info("snapshot created", dataset=dataset, snapshot=name, generation=info.gen)
+        return info
+
+    async def delete_snapshot(self, dataset: str, name: str) -> None:
+        async with self._commit_lock:
+            await trio.to_thread.run_sync(self.store.delete_snapshot, dataset, name)
+        self._views.pop(f"{dataset}@{name}", None)
+        log.info("snapshot deleted", dataset=dataset, snapshot=name)
 
     def host_identity(self, uid: int):
         """Host user-database identity of a uid, looked up once per server."""
         if uid not in self._identities:
             self._identities[uid] = host_identity(uid)
         return self._identities[uid]
-
-    def extra_root_entries(self, fid) -> list:
-        """Synthetic entries listed in an export's root (none yet)."""
-        return []
 
     async def run_io(self, fn, *args):
         """Run blocking storage work (data I/O, fsync) in a worker thread."""

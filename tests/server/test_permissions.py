@@ -132,7 +132,7 @@ async def test_read_only_export_and_squash(tmp_path, nursery):
             await expect_errno(errno.EROFS, c.mkdir(root, b"x"))
             await expect_errno(errno.EROFS, c.lcreate(root, b"x", O.RDWR, 0o644))
             await expect_errno(errno.EROFS, c.setattr(await c.walk_path(b""), mode=0o700))
-            assert await c.listdir(b"") == []
+            assert [e.name for e in await c.listdir(b"")] == [b".snapshots"]
         async with live.connect(uid=0, attach=False) as c:
             await expect_errno(errno.EACCES, c.attach(1, b"root", b"local", 0))
     finally:
