@@ -1,0 +1,1 @@
+"""Subcommands of the ``ninep`` command line, one module each."""

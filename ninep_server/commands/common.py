@@ -1,0 +1,55 @@
+"""Helpers shared by the admin subcommands: store access, names, output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+from cas import FsError, Store, StoreLockedError
+
+DEFAULT_STORE = "./ninep-data"
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as ``ninep: message`` with exit status 1."""
+
+
+def add_store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store", default=DEFAULT_STORE, metavar="DIR", help=f"store directory (default: {DEFAULT_STORE})"
+    )
+
+
+@contextmanager
+def open_store(path: str, *, create: bool = False) -> Iterator[Store]:
+    """Open a store for an admin command, with errors that say what to do."""
+    try:
+        store = Store.open(path, create=create)
+    except StoreLockedError:
+        raise CommandError(
+            f"the store {path} is in use by a running server; stop it first "
+            "(admin commands against a running server arrive with the admin API)"
+        ) from None
+    except FsError as exc:
+        raise CommandError(f"cannot open store {path}: {exc.strerror or exc}") from None
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def split_snapshot(spec: str, *, need_snapshot: bool = True) -> tuple[str, str | None]:
+    """``DATASET@NAME`` -> (dataset, name); the name may be optional."""
+    dataset, at, name = spec.partition("@")
+    if not dataset or (need_snapshot and not name) or (at and not name):
+        form = "DATASET@SNAPSHOT" if need_snapshot else "DATASET[@SNAPSHOT]"
+        raise CommandError(f"expected {form}, got {spec!r}")
+    return dataset, name or None
+
+
+def print_json(value) -> None:
+    json.dump(value, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")

@@ -1,0 +1,61 @@
+"""``ninep serve``: serve a store over 9P2000.L."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..address import parse_address
+from .common import DEFAULT_STORE
+
+DEFAULT_LISTEN = "tcp:127.0.0.1:5640"
+
+EPILOG = """\
+addresses:
+  tcp:HOST:PORT   e.g. tcp:127.0.0.1:5640, tcp:[::1]:5640; port 0 picks a free
+                  port and the server prints the one it bound
+  unix:PATH       a unix socket, created with mode 0600
+
+Once every listener is bound the server prints one line per listener on
+standard output ("listening tcp:127.0.0.1:5640"); logs go to standard error.
+SIGINT or SIGTERM stops it gracefully: it stops accepting, finishes the
+requests in flight, commits and closes the store.
+
+Security: 9P over TCP trusts the uid the client claims. Prefer a unix socket,
+or use read_only / squash in a --config file for TCP exports (see README).
+"""
+
+
+def _address(text: str):
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="serve a store over 9P2000.L",
+        description="Serve the datasets of a store over 9P2000.L on TCP and unix sockets.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "--store", default=DEFAULT_STORE, metavar="DIR", help=f"store directory, created if missing (default: {DEFAULT_STORE})"
+    )
+    serve.add_argument(
+        "--listen",
+        action="append",
+        type=_address,
+        metavar="ADDR",
+        help=f"address to listen on; repeat for several (default: {DEFAULT_LISTEN})",
+    )
+    serve.add_argument("--config", metavar="FILE", help="TOML file declaring exports and limits (see README)")
+    serve.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ..server import run_server
+
+    listen = args.listen or [parse_address(DEFAULT_LISTEN)]
+    return run_server(store_path=args.store, listen=listen, config_path=args.config)

@@ -1,0 +1,176 @@
+"""``ninep snapshot``: create, list, delete, roll back to, clone and diff snapshots."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import sys
+
+from cas import FsError
+
+from .common import CommandError, add_store_option, open_store, print_json, split_snapshot
+
+HELP = """\
+Snapshots are instant, read-only copies of a dataset. Inside every export
+they are browsable at /.snapshots/NAME/. Names match
+[A-Za-z0-9][A-Za-z0-9_.-]{0,63}.
+
+examples:
+  ninep snapshot create main@before-upgrade
+  ninep snapshot list main
+  ninep snapshot diff main@before-upgrade          # against the live tree
+  ninep snapshot rollback main@before-upgrade      # live tree := snapshot
+  ninep snapshot clone main@before-upgrade test    # new writable dataset "test"
+  ninep snapshot delete main@before-upgrade
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "snapshot",
+        help="create, list, delete, roll back, clone and diff snapshots",
+        description=HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmds = parser.add_subparsers(dest="snapshot_command", metavar="ACTION", required=True)
+
+    p = cmds.add_parser("create", help="take a snapshot of a dataset's live tree")
+    p.add_argument("spec", metavar="DATASET@NAME")
+    p.set_defaults(func=_create)
+
+    p = cmds.add_parser("list", help="list snapshots, oldest first")
+    p.add_argument("dataset", nargs="?", help="only this dataset's snapshots")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_list)
+
+    p = cmds.add_parser("delete", help="delete a snapshot (gc reclaims its chunks)")
+    p.add_argument("spec", metavar="DATASET@NAME")
+    p.set_defaults(func=_delete)
+
+    p = cmds.add_parser("rollback", help="make the live tree equal to a snapshot (later snapshots are kept)")
+    p.add_argument("spec", metavar="DATASET@NAME")
+    p.set_defaults(func=_rollback)
+
+    p = cmds.add_parser("clone", help="create a new writable dataset from a snapshot, sharing its chunks")
+    p.add_argument("spec", metavar="DATASET@NAME")
+    p.add_argument("new_dataset", metavar="NEWDATASET")
+    p.set_defaults(func=_clone)
+
+    p = cmds.add_parser(
+        "diff",
+        help="what changed between two snapshots, or a snapshot and the live tree",
+        description="Lines, sorted by path: '+ path' added, '- path' removed, 'M path' content or "
+        "metadata changed, 'R old -> new' renamed (followed by 'M new' if also changed).",
+    )
+    p.add_argument("a", metavar="DATASET@A")
+    p.add_argument("b", nargs="?", metavar="DATASET@B", help="default: the live tree")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_diff)
+
+    for action in cmds.choices.values():
+        add_store_option(action)
+
+
+def _fail(exc: FsError, what: str) -> CommandError:
+    return CommandError(f"{what}: {exc.strerror or exc}")
+
+
+def _info_dict(info) -> dict:
+    d = dataclasses.asdict(info)
+    d["created"] = _when(info.created_ns)
+    return d
+
+
+def _when(ns: int) -> str:
+    return datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _create(args) -> int:
+    dataset, name = split_snapshot(args.spec)
+    with open_store(args.store) as store:
+        try:
+            info = store.create_snapshot(dataset, name)
+        except FsError as exc:
+            raise _fail(exc, f"cannot create {args.spec}") from None
+    print(f"created {info.dataset}@{info.name}")
+    return 0
+
+
+def _list(args) -> int:
+    with open_store(args.store) as store:
+        try:
+            snaps = store.snapshots(args.dataset)
+        except FsError as exc:
+            raise _fail(exc, f"cannot list snapshots of {args.dataset}") from None
+    if args.json:
+        print_json([_info_dict(s) for s in snaps])
+        return 0
+    if not snaps:
+        print("no snapshots")
+        return 0
+    width = max(len(f"{s.dataset}@{s.name}") for s in snaps)
+    print(f"{'SNAPSHOT':<{width}}  CREATED")
+    for s in snaps:
+        print(f"{s.dataset + '@' + s.name:<{width}}  {_when(s.created_ns)}")
+    return 0
+
+
+def _delete(args) -> int:
+    dataset, name = split_snapshot(args.spec)
+    with open_store(args.store) as store:
+        try:
+            store.delete_snapshot(dataset, name)
+        except FsError as exc:
+            raise _fail(exc, f"cannot delete {args.spec}") from None
+    print(f"deleted {args.spec}")
+    return 0
+
+
+def _rollback(args) -> int:
+    dataset, name = split_snapshot(args.spec)
+    with open_store(args.store) as store:
+        try:
+            store.rollback(dataset, name)
+        except FsError as exc:
+            raise _fail(exc, f"cannot roll back to {args.spec}") from None
+    print(f"rolled {dataset} back to {args.spec}")
+    return 0
+
+
+def _clone(args) -> int:
+    dataset, name = split_snapshot(args.spec)
+    with open_store(args.store) as store:
+        try:
+            store.clone(dataset, name, args.new_dataset)
+        except FsError as exc:
+            raise _fail(exc, f"cannot clone {args.spec}") from None
+    print(f"cloned {args.spec} into {args.new_dataset}")
+    return 0
+
+
+def _diff(args) -> int:
+    dataset, a = split_snapshot(args.a)
+    b = None
+    if args.b:
+        b_dataset, b = split_snapshot(args.b)
+        if b_dataset != dataset:
+            raise CommandError("diff compares snapshots of one dataset")
+    with open_store(args.store) as store:
+        try:
+            changes = store.diff(dataset, a, b)
+        except FsError as exc:
+            raise _fail(exc, f"cannot diff {args.a}") from None
+    if args.json:
+        # JSON holds text: bytes that are not UTF-8 appear as \xNN escapes.
+        text = lambda b: b.decode("utf-8", "backslashreplace") if b is not None else None  # noqa: E731
+        print_json([{"kind": c.kind, "path": text(c.path), "old_path": text(c.old_path)} for c in changes])
+        return 0
+    out = sys.stdout.buffer  # paths are bytes: print them exactly
+    for c in changes:
+        if c.kind == "R":
+            out.write(b"R " + c.old_path + b" -> " + c.path + b"\n")
+        else:
+            out.write(c.kind.encode() + b" " + c.path + b"\n")
+    out.flush()
+    return 0
