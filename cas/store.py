@@ -35,11 +35,61 @@ from .chunks import ChunkStore
 from .errors import FsError, StoreFormatError, StoreLockedError
 from .volume import Volume
 
+class GateLock:
+    """A re-entrant lock whose :meth:`priority` holder cannot be starved.
+
+    Python locks are not fair: a thread doing back-to-back operations can
+    re-acquire the store lock forever while the commit thread waits. While a
+    priority acquisition is pending, new acquisitions by other threads wait
+    at the gate until it is done.
+    """
+
+    __slots__ = ("_lock", "_closed", "_open")
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self._closed = False
+        self._open = threading.Event()
+        self._open.set()
+
+    def __enter__(self):
+        if self._closed and not self._lock._is_owned():
+            self._open.wait()
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self._lock.release()
+
+    def priority(self) -> "_Priority":
+        return _Priority(self)
+
+
+class _Priority:
+    __slots__ = ("gate",)
+
+    def __init__(self, gate: GateLock):
+        self.gate = gate
+
+    def __enter__(self):
+        g = self.gate
+        g._open.clear()
+        g._closed = True
+        g._lock.acquire()
+        return g
+
+    def __exit__(self, *exc):
+        g = self.gate
+        g._closed = False
+        g._open.set()
+        g._lock.release()
+
+
 log = structlog.get_logger(__name__)
 
 FORMAT_NAME = "ninep-store"
 FORMAT_VERSION = 1
-INODE_COST = 2048  # bytes per cached inode: ~1.2 KB of Python objects measured, plus allocator slack
+INODE_COST = 2560  # bytes per cached inode: ~1.5 KB RSS growth measured per cached file, plus slack
 
 
 class Store:
@@ -52,7 +102,7 @@ class Store:
         self._catalog = catalog
         self._chunks = chunks
         self._lockfd = lockfd
-        self._lock = threading.RLock()
+        self._lock = GateLock()
         self._commit_lock = threading.Lock()
         self.chunk_size = catalog.chunk_size
         self.cache_bytes = cache_bytes
@@ -62,6 +112,8 @@ class Store:
         self._max_inodes = max(64, cache_bytes // INODE_COST)
         self._dirty_limit = dirty_bytes if dirty_bytes is not None else max(
             4 * self.chunk_size, min(cache_bytes // 4, 64 << 20))
+        # beyond this many dirty inodes, mutating callers wait for a commit
+        self._dirty_inodes_max = max(1000, self._max_inodes // 4)
         self._epoch = 1      # changes made now belong to this commit epoch
         self._durable = 0    # every change of epochs <= this is committed
         self._next_ino = catalog.next_ino
@@ -78,7 +130,7 @@ class Store:
     def open(cls, path: str, create: bool = False, chunk_size: int = 128 * 1024,
              cache_bytes: int = 256 << 20, reserve_bytes: int = 64 << 20,
              commit_interval: float = 0.2, dirty_bytes: int | None = None,
-             duckdb_memory: str = "128MB") -> "Store":
+             duckdb_memory: str = "96MB") -> "Store":
         """Open (or with ``create=True`` create) the store at ``path``.
 
         ``cache_bytes`` bounds the metadata cache, ``reserve_bytes`` is the free
@@ -211,6 +263,16 @@ class Store:
         with self._commit_lock:
             self._commit_locked()
 
+    def _throttle(self, vol: Volume) -> None:
+        """Write throttling: block a mutating caller while too much is uncommitted.
+
+        Only reached when changes arrive faster than commits drain them (or no
+        commit loop runs); it keeps the pinned part of the cache bounded.
+        """
+        with self._commit_lock:
+            if len(vol._d_inodes) > self._dirty_inodes_max:
+                self._commit_locked()
+
     def _commit_until(self, epoch: int) -> None:
         """Return once changes of ``epoch`` are durable, joining or running a commit."""
         if self._durable >= epoch:
@@ -223,7 +285,7 @@ class Store:
     def _commit_locked(self) -> None:
         if self._closed:
             raise FsError(errno.EBADF, "store is closed")
-        with self._lock:
+        with self._lock.priority():
             epoch = self._epoch
             self._epoch += 1
             vols = list(self._volumes.values())
@@ -237,7 +299,7 @@ class Store:
             raise FsError(exc.errno or errno.EIO, f"commit failed: {exc}") from exc
         batch = Batch()
         caps = []
-        with self._lock:
+        with self._lock.priority():
             for vol, done in zip(vols, stored):
                 for node, items in done:
                     vol._install(node, items)
@@ -247,7 +309,7 @@ class Store:
             self._chunks.make_durable()
             dropped = self._catalog.apply(batch) if not batch.empty() else []
         except Exception as exc:
-            with self._lock:
+            with self._lock.priority():
                 for vol, cap in zip(vols, caps):
                     vol._restore(cap)
             self.last_commit_error = exc
@@ -257,7 +319,7 @@ class Store:
             raise FsError(code, f"commit failed: {exc}") from exc
         self.last_commit_error = None
         candidates = dropped
-        with self._lock:
+        with self._lock.priority():
             self._durable = epoch
             for vol, cap in zip(vols, caps):
                 vol._committed(cap)

@@ -323,7 +323,10 @@ class Volume:
             self._link_entry(pnode, name, node, now)
             self._add(node)
             self._dirty(node)
-            return node.attr()
+            attr = node.attr()
+        if len(self._d_inodes) > self._s._dirty_inodes_max:
+            self._s._throttle(self)
+        return attr
 
     def _link_entry(self, pnode: Inode, name: bytes, node: Inode, now: int) -> None:
         seq = pnode.next_seq
@@ -647,6 +650,8 @@ class Volume:
                     self._install(node, stored)
         if self._bufbytes > s._dirty_limit:
             self.flush_buffers()
+        if len(self._d_inodes) > s._dirty_inodes_max:
+            s._throttle(self)
         return n
 
     def _store_chunks(self, items: list) -> list:
