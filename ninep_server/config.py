@@ -10,6 +10,11 @@ Example ``ninep.toml``::
     export_unlisted = true         # serve datasets not listed below with defaults
     snapdir_hidden = false         # list /.snapshots in the root (it is reachable either way)
 
+    [admin]
+    socket = "/run/ninep/admin.sock"   # default: <store>/admin.sock, mode 0600
+    listen = "tcp:127.0.0.1:5641"      # optional; needs a token
+    token_file = "/etc/ninep/admin-token"
+
     [exports.main]
     read_only = false
     squash = "none"                # "none" | "root" | "all"
@@ -74,6 +79,9 @@ class ServerConfig:
     unix_socket_mode: int = 0o600
     commit_interval: float = 0.2
     snapdir_hidden: bool = False
+    admin_socket: str | None = None  # None: <store>/admin.sock; "" disables it
+    admin_listen: str | None = None  # "tcp:HOST:PORT": also serve the admin API on TCP
+    admin_token: str | None = None  # bearer token the TCP admin listener requires
 
     def export(self, dataset: str) -> ExportConfig | None:
         """The export settings for a dataset, or None if it is not exported."""
@@ -109,9 +117,9 @@ def load_config(path: str | Path) -> ServerConfig:
 
 def parse_config(data: dict, source: str = "config") -> ServerConfig:
     """Build a ServerConfig from already-parsed TOML data."""
-    unknown = set(data) - {"server", "exports"}
+    unknown = set(data) - {"server", "exports", "admin"}
     if unknown:
-        raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected [server] and [exports.NAME]")
+        raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected [server], [admin] and [exports.NAME]")
     server = dict(data.get("server", {}))
     kwargs: dict = {}
     for key, value in server.items():
@@ -127,10 +135,38 @@ def parse_config(data: dict, source: str = "config") -> ServerConfig:
             kwargs[key] = want(value)
         else:
             raise ConfigError(f"{source}: unknown key server.{key}")
+    kwargs.update(_parse_admin(data.get("admin", {}), source))
     exports = {}
     for name, table in data.get("exports", {}).items():
         exports[name] = _parse_export(name, table, source)
     return ServerConfig(exports=exports, **kwargs)
+
+
+def _parse_admin(table: dict, source: str) -> dict:
+    unknown = set(table) - {"socket", "listen", "token", "token_file"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) admin.{sorted(unknown)}; known: socket, listen, token, token_file")
+    out: dict = {}
+    if "socket" in table:
+        out["admin_socket"] = str(table["socket"])
+    if "listen" in table:
+        listen = str(table["listen"])
+        if not listen.startswith("tcp:"):
+            raise ConfigError(f"{source}: admin.listen must be tcp:HOST:PORT (the unix socket is admin.socket)")
+        out["admin_listen"] = listen
+    token = table.get("token")
+    if "token_file" in table:
+        try:
+            token = Path(table["token_file"]).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read admin.token_file: {exc.strerror}") from None
+    if token is not None:
+        if len(str(token)) < 16:
+            raise ConfigError(f"{source}: admin.token must be at least 16 characters")
+        out["admin_token"] = str(token)
+    if "admin_listen" in out and "admin_token" not in out:
+        raise ConfigError(f"{source}: admin.listen on TCP needs admin.token or admin.token_file")
+    return out
 
 
 def _parse_export(name: str, table: dict, source: str) -> ExportConfig:

@@ -85,6 +85,9 @@ class FidTable:
         except KeyError:
             raise FsError(errno.EBADF, f"unknown fid {fid}") from None
 
+    def values(self) -> list[Fid]:
+        return list(self._fids.values())
+
     def __contains__(self, fid: int) -> bool:
         return fid in self._fids
 

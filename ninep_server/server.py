@@ -9,8 +9,7 @@ import signal
 import socket
 import stat
 import sys
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+import time
 from pathlib import Path
 
 import structlog
@@ -19,28 +18,18 @@ import trio
 from cas import FsError, Store
 
 from .access import host_identity
-from .address import Address
+from .address import Address, parse_address
 from .config import ConfigError, ServerConfig, load_config
 from . import protocol as p
 from .fids import LIVE, SNAPDIR, SNAPSHOT, View
+from . import __version__
+from .admin.operations import Operations
 from .locks import LockTable
+from .metrics import ServerMetrics
 from .session import Session
 from .snapdir import SNAPDIR_NAME, SNAPDIR_QID_BASE, SnapshotDirectory, snapshot_qid_base
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass
-class Metrics:
-    """Counters the server keeps (exported by the admin API later)."""
-
-    requests: Counter = field(default_factory=Counter)
-    seconds: defaultdict = field(default_factory=lambda: defaultdict(float))
-    bytes_read: int = 0
-    bytes_written: int = 0
-    commits: int = 0
-    commit_seconds: float = 0.0
-    commit_failures: int = 0
 
 
 class Server:
@@ -50,13 +39,17 @@ class Server:
         self.store = store
         self.config = config or ServerConfig()
         self.locks = LockTable()
-        self.metrics = Metrics()
+        self.metrics = ServerMetrics()
+        self.metrics.add_gauges(self._gauges)
+        self.started = time.time()
         self.sessions: dict[int, Session] = {}
         self.shutdown_grace = 10.0
         self._next_session = 1
         self._views: dict[str, View] = {}
         self._identities: dict[int, tuple | None] = {}
         self._io_limiter = trio.CapacityLimiter(8)
+        self.operations = Operations(store)
+        self.admin_listening: list[str] = []
         self._commit_lock = trio.Lock()
         self.listening: list[str] = []
         self._accept_scope = trio.CancelScope()
@@ -142,14 +135,77 @@ class Server:
         return await trio.to_thread.run_sync(functools.partial(fn, *args), limiter=self._io_limiter)
 
     def observe(self, request: str, seconds: float) -> None:
-        self.metrics.requests[request] += 1
-        self.metrics.seconds[request] += seconds
+        self.metrics.observe(request, seconds)
 
     def metrics_read(self, n: int) -> None:
-        self.metrics.bytes_read += n
+        self.metrics.read_bytes.inc(n)
 
     def metrics_written(self, n: int) -> None:
-        self.metrics.bytes_written += n
+        self.metrics.written_bytes.inc(n)
+
+    def _gauges(self) -> dict[str, tuple[str, float]]:
+        return {
+            "ninep_connected_clients": ("Connected 9P sessions", len(self.sessions)),
+            "ninep_uptime_seconds": ("Seconds since the server started", time.time() - self.started),
+        }
+
+    # -- admin -----------------------------------------------------------------
+
+    async def admin_call(self, fn, *args):
+        """Run ``fn(operations, *args)`` in a worker thread, between commits."""
+        async with self._commit_lock:
+            return await trio.to_thread.run_sync(lambda: fn(self.operations, *args))
+
+    async def render_metrics(self) -> bytes:
+        return await trio.to_thread.run_sync(self.metrics.render)
+
+    def status(self) -> dict:
+        """What `ninep status` shows: listeners, exports, sessions, commits."""
+        return {
+            "version": __version__,
+            "store": str(self.store.path),
+            "listening": self.listening,
+            "admin": self.admin_listening,
+            "exports": [
+                {"name": name, "read_only": e.read_only, "squash": e.squash}
+                for name in self.store.datasets()
+                if (e := self.config.export(name)) is not None
+            ],
+            "sessions": [s.describe() for s in self.sessions.values()],
+            "commits": {
+                "count": int(self.metrics.registry.get_sample_value("ninep_commit_seconds_count") or 0),
+                "seconds": self.metrics.registry.get_sample_value("ninep_commit_seconds_sum") or 0.0,
+                "failures": int(self.metrics.registry.get_sample_value("ninep_commit_failures_total") or 0),
+                "interval": self.config.commit_interval,
+            },
+            "uptime_seconds": time.time() - self.started,
+        }
+
+    def check_dataset_deletable(self, name: str) -> None:
+        """Refuse to delete a dataset that clients use or the config exports."""
+        from .admin.errors import ApiError
+
+        if name in self.config.exports:
+            raise ApiError(409, "dataset_exported", f"{name!r} is exported by the configuration file")
+        for session in self.sessions.values():
+            if session.uses_dataset(name):
+                raise ApiError(409, "dataset_in_use", f"{name!r} is attached by session {session.id} ({session.peer})")
+
+    def forget_snapshot_view(self, dataset: str, name: str) -> None:
+        self._views.pop(f"{dataset}@{name}", None)
+
+    async def _serve_admin(self, sock: socket.socket, token: str | None, *, task_status=trio.TASK_STATUS_IGNORED):
+        from hypercorn.config import Config as HypercornConfig
+        from hypercorn.trio import serve as hypercorn_serve
+
+        from .admin.app import create_app
+
+        config = HypercornConfig()
+        config.bind = [f"fd://{sock.fileno()}"]
+        config.accesslog = None
+        config.errorlog = None
+        config.graceful_timeout = 2
+        await hypercorn_serve(create_app(self, token=token), config, task_status=task_status)
 
     # -- serving ---------------------------------------------------------------
 
@@ -160,11 +216,10 @@ class Server:
             try:
                 await trio.to_thread.run_sync(self.store.commit)
             except Exception:
-                self.metrics.commit_failures += 1
+                self.metrics.commit_failures.inc()
                 log.exception("commit failed; will retry")
                 return
-            self.metrics.commits += 1
-            self.metrics.commit_seconds += trio.current_time() - started
+            self.metrics.commits.observe(trio.current_time() - started)
 
     async def _commit_loop(self) -> None:
         while True:
@@ -185,11 +240,23 @@ class Server:
         finally:
             del self.sessions[session_id]
 
-    async def serve(self, listeners: list[trio.SocketListener], *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Accept connections on ``listeners`` until cancelled or :meth:`shutdown`."""
+    async def serve(
+        self,
+        listeners: list[trio.SocketListener],
+        admin: list[tuple[socket.socket, str | None]] = (),
+        *,
+        task_status=trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Accept connections on ``listeners`` until cancelled or :meth:`shutdown`.
+
+        ``admin`` holds bound sockets for the admin API, each with the bearer
+        token it requires (None for the owner-only unix socket).
+        """
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._commit_loop)
+                for sock, token in admin:
+                    await nursery.start(self._serve_admin, sock, token)
                 async with trio.open_nursery() as sessions:
                     self._sessions_scope = sessions.cancel_scope
                     async with trio.open_nursery() as acceptors:
@@ -240,38 +307,71 @@ def _peer_name(stream: trio.abc.Stream) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def open_listener(address: Address, unix_mode: int = 0o600) -> tuple[trio.SocketListener, str]:
-    """Bind one listener; returns it and the address actually bound."""
+def bind_socket(address: Address, unix_mode: int = 0o600) -> tuple[socket.socket, str]:
+    """A bound, listening stdlib socket for ``address``, and the address it got.
+
+    A unix socket is created with ``unix_mode`` (a stale one left by a dead
+    server is replaced; a live one is an error).
+    """
     if address.kind == "tcp":
-        listeners = await trio.open_tcp_listeners(address.port, host=address.host)
-        listener = listeners[0]
-        for extra in listeners[1:]:
-            await extra.aclose()
-        host, port = listener.socket.getsockname()[:2]
+        infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, sockaddr = infos[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(sockaddr)
+            sock.listen(128)
+        except BaseException:
+            sock.close()
+            raise
+        host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        return listener, f"tcp:{shown}:{port}"
+        return sock, f"tcp:{shown}:{port}"
     path = Path(address.path)
     if path.exists() or path.is_symlink():
         if not stat.S_ISSOCK(path.lstat().st_mode):
             raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
-        probe = socket.socket(socket.AF_UNIX)
-        try:
-            probe.connect(str(path))
-            probe.close()
-            raise OSError(errno.EADDRINUSE, f"another server is listening on {path}")
-        except ConnectionRefusedError:
-            path.unlink()  # a stale socket from a server that died
-        finally:
-            probe.close()
-    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(str(path))
+            except ConnectionRefusedError:
+                path.unlink()  # a stale socket from a server that died
+            else:
+                raise OSError(errno.EADDRINUSE, f"another server is listening on {path}")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o777 & ~unix_mode)
     try:
-        await sock.bind(str(path))
+        sock.bind(str(path))
+    except BaseException:
+        sock.close()
+        raise
     finally:
         os.umask(old_umask)
     os.chmod(path, unix_mode)
     sock.listen(128)
-    return trio.SocketListener(sock), f"unix:{path}"
+    return sock, f"unix:{path}"
+
+
+async def open_listener(address: Address, unix_mode: int = 0o600) -> tuple[trio.SocketListener, str]:
+    """Bind one 9P listener; returns it and the address actually bound."""
+    sock, shown = bind_socket(address, unix_mode)
+    return trio.SocketListener(trio.socket.from_stdlib_socket(sock)), shown
+
+
+def open_admin_sockets(server: Server) -> list[tuple[socket.socket, str | None]]:
+    """Bind the admin API: the owner-only unix socket, and TCP if configured."""
+    config = server.config
+    out = []
+    path = config.admin_socket if config.admin_socket is not None else str(Path(server.store.path) / "admin.sock")
+    if path:
+        sock, shown = bind_socket(Address("unix", path=path), 0o600)
+        out.append((sock, None))
+        server.admin_listening.append(shown)
+    if config.admin_listen:
+        sock, shown = bind_socket(parse_address(config.admin_listen))
+        out.append((sock, config.admin_token))
+        server.admin_listening.append(shown)
+    return out
 
 
 async def _serve_until_signalled(server: Server, listen: list[Address]) -> None:
@@ -281,23 +381,26 @@ async def _serve_until_signalled(server: Server, listen: list[Address]) -> None:
             listener, shown = await open_listener(address, server.config.unix_socket_mode)
             listeners.append(listener)
             server.listening.append(shown)
+        admin = open_admin_sockets(server)
     except OSError as exc:
         for listener in listeners:
             await listener.aclose()
         raise SystemExit(f"ninep: cannot listen: {exc.strerror or exc}") from None
     exports = server.store.datasets() if server.config.export_unlisted else sorted(server.config.exports)
-    log.info("serving", listen=server.listening, exports=exports, store=str(server.store.path))
+    log.info("serving", listen=server.listening, admin=server.admin_listening, exports=exports, store=str(server.store.path))
     _warn_if_exposed(server)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(server.serve, listeners)
+            await nursery.start(server.serve, listeners, admin)
             for shown in server.listening:
                 print(f"listening {shown}", flush=True)
+            for shown in server.admin_listening:
+                print(f"admin {shown}", flush=True)
             async for signum in signals:
                 log.info("signal received", signal=signal.Signals(signum).name)
                 break
             await server.shutdown()
-    for shown in server.listening:
+    for shown in server.listening + server.admin_listening:
         if shown.startswith("unix:"):
             Path(shown[5:]).unlink(missing_ok=True)
 

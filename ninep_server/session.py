@@ -86,6 +86,13 @@ class Session:
                 await self.stream.aclose()
             self.log.info("client disconnected")
 
+    def describe(self) -> dict:
+        """A summary for `ninep status`."""
+        return {"id": self.id, "peer": self.peer, "msize": self.msize, "fids": len(self.handlers.fids), "in_flight": len(self.active)}
+
+    def uses_dataset(self, dataset: str) -> bool:
+        return any(f.view.dataset == dataset for f in self.handlers.fids.values())
+
     def stop(self) -> None:
         """Stop reading new requests; finish the ones in flight, then close."""
         self._stopping.set()

@@ -1,0 +1,175 @@
+"""HTTP routes of the admin API (Starlette), served by hypercorn under trio.
+
+Every route is a thin adapter: parse the request, run an
+:class:`~.operations.Operations` call in a worker thread (through the
+server, which serializes catalog changes with its commit lock), and answer
+JSON. Errors carry stable codes (see :mod:`.errors`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import TYPE_CHECKING
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .errors import ApiError, bad_request, from_oserror
+from .jobs import jsonable
+from .openapi import OPENAPI
+
+if TYPE_CHECKING:
+    from ..server import Server
+
+
+class _TokenMiddleware:
+    """Bearer-token check for the TCP listener; /health stays open."""
+
+    def __init__(self, app, token: str):
+        self.app = app
+        self.token = token.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] != "/health":
+            headers = dict(scope.get("headers") or [])
+            given = headers.get(b"authorization", b"")
+            if not hmac.compare_digest(given, b"Bearer " + self.token):
+                err = ApiError(401, "unauthorized", "missing or wrong bearer token")
+                await err.response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+async def _json_body(request: Request) -> dict:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        raise bad_request("the request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object")
+    return body
+
+
+def _str_field(body: dict, key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise bad_request(f"field {key!r} (a non-empty string) is required")
+    return value
+
+
+def create_app(server: Server, *, token: str | None = None) -> Starlette:
+    """The admin ASGI app for one server; with ``token``, requests need it."""
+
+    async def run(fn, *args, **kwargs):
+        try:
+            return await server.admin_call(fn, *args, **kwargs)
+        except OSError as exc:
+            raise from_oserror(exc) from None
+
+    def ok(value, status: int = 200) -> JSONResponse:
+        return JSONResponse(jsonable(value), status_code=status)
+
+    async def health(request: Request):
+        return ok({"status": "ok"})
+
+    async def metrics(request: Request):
+        return Response(await server.render_metrics(), media_type="text/plain; version=0.0.4")
+
+    async def openapi(request: Request):
+        return JSONResponse(OPENAPI)
+
+    async def status(request: Request):
+        return ok(server.status())
+
+    async def datasets(request: Request):
+        if request.method == "POST":
+            body = await _json_body(request)
+            created = await run(lambda ops: ops.create_dataset(_str_field(body, "name")))
+            return ok(created, 201)
+        return ok(await run(lambda ops: ops.list_datasets()))
+
+    async def dataset(request: Request):
+        name = request.path_params["name"]
+        if request.method == "DELETE":
+            server.check_dataset_deletable(name)
+            return ok(await run(lambda ops: ops.delete_dataset(name)))
+        found = [d for d in await run(lambda ops: ops.list_datasets()) if d["name"] == name]
+        if not found:
+            raise ApiError(404, "not_found", f"no dataset named {name!r}")
+        return ok(found[0])
+
+    async def snapshots(request: Request):
+        name = request.path_params["name"]
+        if request.method == "POST":
+            body = await _json_body(request)
+            snap = _str_field(body, "name")
+            return ok(await run(lambda ops: ops.create_snapshot(name, snap)), 201)
+        return ok(await run(lambda ops: ops.list_snapshots(name)))
+
+    async def snapshot(request: Request):
+        name, snap = request.path_params["name"], request.path_params["snapshot"]
+        if request.method == "DELETE":
+            result = await run(lambda ops: ops.delete_snapshot(name, snap))
+            server.forget_snapshot_view(name, snap)
+            return ok(result)
+        found = [s for s in await run(lambda ops: ops.list_snapshots(name)) if s["name"] == snap]
+        if not found:
+            raise ApiError(404, "not_found", f"no snapshot {name}@{snap}")
+        return ok(found[0])
+
+    async def rollback(request: Request):
+        name, snap = request.path_params["name"], request.path_params["snapshot"]
+        return ok(await run(lambda ops: ops.rollback(name, snap)))
+
+    async def clone(request: Request):
+        name, snap = request.path_params["name"], request.path_params["snapshot"]
+        body = await _json_body(request)
+        new = _str_field(body, "name")
+        return ok(await run(lambda ops: ops.clone(name, snap, new)), 201)
+
+    async def diff(request: Request):
+        name = request.path_params["name"]
+        a = request.query_params.get("from")
+        if not a:
+            raise bad_request("query parameter 'from' (a snapshot name) is required")
+        b = request.query_params.get("to") or None
+        return ok(await run(lambda ops: ops.diff(name, a, b)))
+
+    routes = [
+        Route("/health", health),
+        Route("/metrics", metrics),
+        Route("/openapi.json", openapi),
+        Route("/v1/status", status),
+        Route("/v1/datasets", datasets, methods=["GET", "POST"]),
+        Route("/v1/datasets/{name}", dataset, methods=["GET", "DELETE"]),
+        Route("/v1/datasets/{name}/snapshots", snapshots, methods=["GET", "POST"]),
+        Route("/v1/datasets/{name}/snapshots/{snapshot}", snapshot, methods=["GET", "DELETE"]),
+        Route("/v1/datasets/{name}/snapshots/{snapshot}/rollback", rollback, methods=["POST"]),
+        Route("/v1/datasets/{name}/snapshots/{snapshot}/clone", clone, methods=["POST"]),
+        Route("/v1/datasets/{name}/diff", diff, methods=["GET"]),
+    ]
+
+    async def api_error(request: Request, exc: ApiError):
+        return exc.response()
+
+    async def not_found(request: Request, exc):
+        status = getattr(exc, "status_code", 404)
+        code = {404: "no_such_endpoint", 405: "method_not_allowed"}.get(status, "http_error")
+        return ApiError(status, code, getattr(exc, "detail", "") or code).response()
+
+    async def internal(request: Request, exc: Exception):
+        return ApiError(500, "internal", f"{type(exc).__name__}: {exc}").response()
+
+    middleware = [Middleware(_TokenMiddleware, token=token)] if token else []
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={ApiError: api_error, 404: not_found, 405: not_found, Exception: internal},
+    )

@@ -1,0 +1,183 @@
+"""The OpenAPI 3 description of the admin API (served at /openapi.json).
+
+docs/openapi.json is this document, committed; a test keeps them equal.
+"""
+
+from __future__ import annotations
+
+from .. import __version__
+
+_NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}
+
+
+def _error(description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _ok(schema: dict, description: str = "OK") -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _array(name: str) -> dict:
+    return {"type": "array", "items": _ref(name)}
+
+
+def _body(schema: dict) -> dict:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+_DS = {"name": "name", "in": "path", "required": True, "schema": _NAME}
+_SNAP = {"name": "snapshot", "in": "path", "required": True, "schema": _NAME}
+_COMMON_ERRORS = {"400": _error("Invalid request"), "401": _error("Missing or wrong bearer token (TCP listener)")}
+
+OPENAPI: dict = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "ninep admin API",
+        "version": __version__,
+        "description": "Manage the datasets and snapshots of a running ninep server, run gc, scrub and import "
+        "jobs, read stats and metrics. Served on a unix socket (mode 0600) and optionally on TCP with a bearer token. "
+        "Errors are JSON objects with a stable machine-readable code.",
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["code", "message"],
+                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                    }
+                },
+            },
+            "Dataset": {
+                "type": "object",
+                "required": ["name", "snapshots"],
+                "properties": {"name": {"type": "string"}, "snapshots": {"type": "integer", "minimum": 0}},
+            },
+            "Snapshot": {
+                "type": "object",
+                "required": ["id", "dataset", "name", "gen", "created_ns", "created"],
+                "properties": {
+                    "id": {"type": "integer"},
+                    "dataset": {"type": "string"},
+                    "name": {"type": "string"},
+                    "gen": {"type": "integer"},
+                    "created_ns": {"type": "integer"},
+                    "created": {"type": "string"},
+                },
+            },
+            "DiffEntry": {
+                "type": "object",
+                "required": ["kind", "path", "old_path"],
+                "properties": {
+                    "kind": {"type": "string", "enum": ["+", "-", "M", "R"]},
+                    "path": {"type": "string"},
+                    "old_path": {"type": "string", "nullable": True},
+                },
+            },
+            "NameRequest": {"type": "object", "required": ["name"], "properties": {"name": _NAME}},
+            "Status": {"type": "object"},
+            "Result": {"type": "object"},
+        },
+    },
+    "security": [{}, {"bearer": []}],
+    "paths": {
+        "/health": {
+            "get": {
+                "summary": "Liveness; never needs a token",
+                "security": [{}],
+                "responses": {
+                    "200": _ok({"type": "object", "required": ["status"], "properties": {"status": {"type": "string"}}})
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics (text format)",
+                "responses": {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            }
+        },
+        "/v1/status": {
+            "get": {
+                "summary": "Listeners, exports, sessions, commit and cache figures",
+                "responses": {"200": _ok(_ref("Status")), **_COMMON_ERRORS},
+            }
+        },
+        "/v1/datasets": {
+            "get": {"summary": "List datasets", "responses": {"200": _ok(_array("Dataset")), **_COMMON_ERRORS}},
+            "post": {
+                "summary": "Create a dataset; it is served at once under its aname",
+                "requestBody": _body(_ref("NameRequest")),
+                "responses": {"201": _ok(_ref("Dataset"), "Created"), "409": _error("Exists"), **_COMMON_ERRORS},
+            },
+        },
+        "/v1/datasets/{name}": {
+            "parameters": [_DS],
+            "get": {"summary": "One dataset", "responses": {"200": _ok(_ref("Dataset")), "404": _error("No such dataset"), **_COMMON_ERRORS}},
+            "delete": {
+                "summary": "Delete a dataset (refused while clients use it or it has clones)",
+                "responses": {
+                    "200": _ok(_ref("Result")),
+                    "404": _error("No such dataset"),
+                    "409": _error("In use"),
+                    **_COMMON_ERRORS,
+                },
+            },
+        },
+        "/v1/datasets/{name}/snapshots": {
+            "parameters": [_DS],
+            "get": {"summary": "List snapshots, oldest first", "responses": {"200": _ok(_array("Snapshot")), "404": _error("No such dataset"), **_COMMON_ERRORS}},
+            "post": {
+                "summary": "Take a snapshot (instant; includes every write answered before)",
+                "requestBody": _body(_ref("NameRequest")),
+                "responses": {
+                    "201": _ok(_ref("Snapshot"), "Created"),
+                    "404": _error("No such dataset"),
+                    "409": _error("Exists"),
+                    **_COMMON_ERRORS,
+                },
+            },
+        },
+        "/v1/datasets/{name}/snapshots/{snapshot}": {
+            "parameters": [_DS, _SNAP],
+            "get": {"summary": "One snapshot", "responses": {"200": _ok(_ref("Snapshot")), "404": _error("Not found"), **_COMMON_ERRORS}},
+            "delete": {"summary": "Delete a snapshot", "responses": {"200": _ok(_ref("Result")), "404": _error("Not found"), **_COMMON_ERRORS}},
+        },
+        "/v1/datasets/{name}/snapshots/{snapshot}/rollback": {
+            "parameters": [_DS, _SNAP],
+            "post": {
+                "summary": "Make the live tree equal to the snapshot (later snapshots are kept)",
+                "responses": {"200": _ok(_ref("Result")), "404": _error("Not found"), **_COMMON_ERRORS},
+            },
+        },
+        "/v1/datasets/{name}/snapshots/{snapshot}/clone": {
+            "parameters": [_DS, _SNAP],
+            "post": {
+                "summary": "Create a writable dataset from the snapshot, sharing its chunks",
+                "requestBody": _body(_ref("NameRequest")),
+                "responses": {
+                    "201": _ok(_ref("Result"), "Created"),
+                    "404": _error("Not found"),
+                    "409": _error("Exists"),
+                    **_COMMON_ERRORS,
+                },
+            },
+        },
+        "/v1/datasets/{name}/diff": {
+            "parameters": [
+                _DS,
+                {"name": "from", "in": "query", "required": True, "schema": _NAME},
+                {"name": "to", "in": "query", "required": False, "schema": _NAME, "description": "default: live tree"},
+            ],
+            "get": {"summary": "Changes between two snapshots or a snapshot and live", "responses": {"200": _ok(_array("DiffEntry")), "404": _error("Not found"), **_COMMON_ERRORS}},
+        },
+    },
+}

@@ -1,0 +1,87 @@
+"""Admin operations on a store, returning JSON-ready values.
+
+The same functions serve both paths of every admin command: the HTTP API of
+a running server calls them in worker threads, and the CLI calls them
+directly when no server holds the store. So the output is the same either
+way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import re
+
+from cas import FsError, Store
+
+from .jobs import jsonable
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def _when(ns: int) -> str:
+    return datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_name(kind: str, name: str) -> None:
+    import errno
+
+    if not NAME_RE.fullmatch(name or ""):
+        raise FsError(errno.EINVAL, f"invalid {kind} name {name!r}: use [A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}")
+
+
+class Operations:
+    """Admin operations over one open store."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    # -- datasets ----------------------------------------------------------------
+
+    def list_datasets(self) -> list[dict]:
+        counts: dict[str, int] = {}
+        for snap in self.store.snapshots():
+            counts[snap.dataset] = counts.get(snap.dataset, 0) + 1
+        return [{"name": name, "snapshots": counts.get(name, 0)} for name in self.store.datasets()]
+
+    def create_dataset(self, name: str) -> dict:
+        check_name("dataset", name)
+        self.store.create_dataset(name)
+        return {"name": name, "snapshots": 0}
+
+    def delete_dataset(self, name: str) -> dict:
+        self.store.delete_dataset(name)
+        return {"deleted": name}
+
+    # -- snapshots -----------------------------------------------------------------
+
+    @staticmethod
+    def _snapshot(info) -> dict:
+        d = dataclasses.asdict(info)
+        d["created"] = _when(info.created_ns)
+        return d
+
+    def list_snapshots(self, dataset: str | None = None) -> list[dict]:
+        return [self._snapshot(s) for s in self.store.snapshots(dataset)]
+
+    def create_snapshot(self, dataset: str, name: str) -> dict:
+        return self._snapshot(self.store.create_snapshot(dataset, name))
+
+    def delete_snapshot(self, dataset: str, name: str) -> dict:
+        self.store.delete_snapshot(dataset, name)
+        return {"deleted": f"{dataset}@{name}"}
+
+    def rollback(self, dataset: str, name: str) -> dict:
+        self.store.rollback(dataset, name)
+        return {"dataset": dataset, "rolled_back_to": name}
+
+    def clone(self, dataset: str, name: str, new_dataset: str) -> dict:
+        check_name("dataset", new_dataset)
+        self.store.clone(dataset, name, new_dataset)
+        return {"dataset": new_dataset, "origin": f"{dataset}@{name}"}
+
+    def diff(self, dataset: str, a: str, b: str | None = None) -> list[dict]:
+        return [
+            {"kind": c.kind, "path": jsonable(c.path), "old_path": jsonable(c.old_path)}
+            for c in self.store.diff(dataset, a, b)
+        ]
