@@ -25,6 +25,11 @@ Example ``ninep.toml``::
 
     [exports.main.groups]          # supplementary groups per uid (else /etc/group)
     1000 = [1000, 27]
+
+    [[exports.main.schedule]]      # scheduled snapshots auto-<name>-<UTC time>
+    name = "hourly"
+    every = "1h"
+    keep = 24
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ import ipaddress
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .scheduler import Schedule, parse_schedules
 
 SQUASH_MODES = ("none", "root", "all")
 
@@ -53,6 +60,7 @@ class ExportConfig:
     allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     snapshot_admin: bool = False
     groups: dict[int, tuple[int, ...]] | None = None
+    schedules: tuple[Schedule, ...] = ()
 
     def allows_peer(self, host: str | None) -> bool:
         """Whether a TCP peer address may attach (unix sockets always may)."""
@@ -100,7 +108,7 @@ _SERVER_KEYS = {
     "export_unlisted": bool,
     "snapdir_hidden": bool,
 }
-_EXPORT_KEYS = {"read_only", "squash", "anon_uid", "anon_gid", "allow", "snapshot_admin", "groups"}
+_EXPORT_KEYS = {"read_only", "squash", "anon_uid", "anon_gid", "allow", "snapshot_admin", "groups", "schedule"}
 
 
 def load_config(path: str | Path) -> ServerConfig:
@@ -187,8 +195,13 @@ def _parse_export(name: str, table: dict, source: str) -> ExportConfig:
             groups = {int(uid): tuple(int(g) for g in gids) for uid, gids in table["groups"].items()}
         except (TypeError, ValueError):
             raise ConfigError(f"{where}.groups: expected uid = [gid, ...]") from None
+    try:
+        schedules = parse_schedules(name, table.get("schedule", []))
+    except ValueError as exc:
+        raise ConfigError(f"{where}.schedule: {exc}") from None
     return ExportConfig(
         name=name,
+        schedules=schedules,
         read_only=bool(table.get("read_only", False)),
         squash=squash,
         anon_uid=int(table.get("anon_uid", 65534)),

@@ -26,6 +26,7 @@ from . import __version__
 from .admin.operations import Operations
 from .locks import LockTable
 from .metrics import ServerMetrics
+from .scheduler import SnapshotScheduler
 from .session import Session
 from .snapdir import SNAPDIR_NAME, SNAPDIR_QID_BASE, SnapshotDirectory, snapshot_qid_base
 
@@ -49,6 +50,7 @@ class Server:
         self._identities: dict[int, tuple | None] = {}
         self._io_limiter = trio.CapacityLimiter(8)
         self.operations = Operations(store)
+        self.scheduler = SnapshotScheduler(self.create_snapshot, self.delete_snapshot, self._snapshot_names, time.time)
         self.admin_listening: list[str] = []
         self._commit_lock = trio.Lock()
         self.listening: list[str] = []
@@ -117,6 +119,9 @@ class Server:
             info = await trio.to_thread.run_sync(self.store.create_snapshot, dataset, name)
         log.info("snapshot created", dataset=dataset, snapshot=name, generation=info.gen)
         return info
+
+    async def _snapshot_names(self, dataset: str) -> list[str]:
+        return [s.name for s in await trio.to_thread.run_sync(self.store.snapshots, dataset)]
 
     async def delete_snapshot(self, dataset: str, name: str) -> None:
         async with self._commit_lock:
@@ -201,7 +206,8 @@ class Server:
         from .admin.app import create_app
 
         config = HypercornConfig()
-        config.bind = [f"fd://{sock.fileno()}"]
+        # hypercorn owns the descriptor from here on (and closes it at shutdown).
+        config.bind = [f"fd://{sock.detach()}"]
         config.accesslog = None
         config.errorlog = None
         config.graceful_timeout = 2
@@ -255,6 +261,9 @@ class Server:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._commit_loop)
+                schedules = [sch for e in self.config.exports.values() for sch in e.schedules]
+                if schedules:
+                    nursery.start_soon(self.scheduler.run, schedules)
                 for sock, token in admin:
                     await nursery.start(self._serve_admin, sock, token)
                 async with trio.open_nursery() as sessions:
