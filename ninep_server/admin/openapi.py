@@ -181,3 +181,11 @@ OPENAPI: dict = {
         },
     },
 }
+
+
+if __name__ == "__main__":  # regenerate docs/openapi.json
+    import json
+    import sys
+
+    json.dump(OPENAPI, sys.stdout, indent=2)
+    sys.stdout.write("\n")

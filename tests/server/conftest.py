@@ -12,7 +12,9 @@ from cas import Store
 from ninep_server.address import Address, parse_address
 from ninep_server.client import connect
 from ninep_server.config import ServerConfig, parse_config
-from ninep_server.server import Server, open_listener
+from ninep_server.server import Server, bind_socket, open_listener
+
+ADMIN_TOKEN = "test-token-0123456789abcdef"
 
 
 @dataclass
@@ -21,6 +23,8 @@ class LiveServer:
     store: Store
     tcp: str
     unix: str
+    admin_unix: str = ""
+    admin_tcp: str = ""
 
     def connect(self, uid: int = 0, aname: bytes = b"", address: str | None = None, **kw):
         return connect(address or self.tcp, uname=str(uid).encode(), n_uname=uid, aname=aname, **kw)
@@ -33,8 +37,11 @@ async def start_live(tmp_path: Path, nursery: trio.Nursery, config: ServerConfig
     server = Server(store, config or ServerConfig(commit_interval=0.05))
     tcp, tcp_shown = await open_listener(parse_address("tcp:127.0.0.1:0"))
     unix, unix_shown = await open_listener(Address("unix", path=str(tmp_path / "ninep.sock")))
-    await nursery.start(server.serve, [tcp, unix])
-    return LiveServer(server, store, tcp_shown, unix_shown)
+    admin_unix, admin_unix_shown = bind_socket(Address("unix", path=str(tmp_path / "admin.sock")))
+    admin_tcp, admin_tcp_shown = bind_socket(parse_address("tcp:127.0.0.1:0"))
+    admin = [(admin_unix, None), (admin_tcp, ADMIN_TOKEN)]
+    await nursery.start(server.serve, [tcp, unix], admin)
+    return LiveServer(server, store, tcp_shown, unix_shown, admin_unix_shown, admin_tcp_shown)
 
 
 @pytest.fixture
