@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from . import __version__
-from .commands import serve, snapshot
+from .commands import dataset, fsck, gc, scrub, serve, snapshot, stats, transfer
 from .commands.common import CommandError
 from .logs import LEVELS, configure_logging
 
@@ -24,7 +24,7 @@ Quick start:
 Run "ninep COMMAND --help" for each command's options and examples.
 """
 
-COMMANDS = (serve, snapshot)
+COMMANDS = (serve, snapshot, dataset, transfer, stats, gc, fsck, scrub)
 
 
 def build_parser() -> argparse.ArgumentParser:

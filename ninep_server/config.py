@@ -7,6 +7,7 @@ Example ``ninep.toml``::
     max_fids_per_connection = 16384
     unix_socket_mode = "0600"
     commit_interval = 0.2          # seconds between group commits
+    gc_interval = 3600             # seconds between background gc runs (0 = off)
     export_unlisted = true         # serve datasets not listed below with defaults
     snapdir_hidden = false         # list /.snapshots in the root (it is reachable either way)
 
@@ -86,6 +87,7 @@ class ServerConfig:
     max_requests_per_connection: int = 64
     unix_socket_mode: int = 0o600
     commit_interval: float = 0.2
+    gc_interval: float = 3600.0
     snapdir_hidden: bool = False
     admin_socket: str | None = None  # None: <store>/admin.sock; "" disables it
     admin_listen: str | None = None  # "tcp:HOST:PORT": also serve the admin API on TCP
@@ -105,6 +107,7 @@ _SERVER_KEYS = {
     "max_fids_per_connection": int,
     "max_requests_per_connection": int,
     "commit_interval": float,
+    "gc_interval": float,
     "export_unlisted": bool,
     "snapdir_hidden": bool,
 }

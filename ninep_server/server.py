@@ -232,6 +232,22 @@ class Server:
             await trio.sleep(self.config.commit_interval)
             await self.commit()
 
+    async def _gc_loop(self) -> None:
+        """Background gc every ``gc_interval`` seconds (0: off), in a worker thread.
+
+        Not under ``self._commit_lock``: cas.gc is safe against concurrent
+        commits by itself and takes the store's commit lock per sweep batch,
+        so holding the trio lock would only stall the commit loop meanwhile.
+        """
+        from cas.gc import collect
+
+        while self.config.gc_interval > 0:
+            await trio.sleep(self.config.gc_interval)
+            try:
+                await trio.to_thread.run_sync(functools.partial(collect, self.store, commit=False))
+            except Exception:
+                log.exception("background gc failed; will retry")
+
     async def _handle(self, stream: trio.abc.Stream, peer: str) -> None:
         if len(self.sessions) >= self.config.max_connections:
             log.warning("refusing connection: too many clients", peer=peer, limit=self.config.max_connections)
@@ -261,6 +277,7 @@ class Server:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._commit_loop)
+                nursery.start_soon(self._gc_loop)
                 schedules = [sch for e in self.config.exports.values() for sch in e.schedules]
                 if schedules:
                     nursery.start_soon(self.scheduler.run, schedules)

@@ -124,6 +124,9 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
             raise ApiError(404, "not_found", f"no snapshot {name}@{snap}")
         return ok(found[0])
 
+    async def all_snapshots(request: Request):
+        return ok(await run(lambda ops: ops.list_snapshots(None)))
+
     async def rollback(request: Request):
         name, snap = request.path_params["name"], request.path_params["snapshot"]
         return ok(await run(lambda ops: ops.rollback(name, snap)))
@@ -149,6 +152,7 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
         Route("/v1/status", status),
         Route("/v1/datasets", datasets, methods=["GET", "POST"]),
         Route("/v1/datasets/{name}", dataset, methods=["GET", "DELETE"]),
+        Route("/v1/snapshots", all_snapshots, methods=["GET"]),
         Route("/v1/datasets/{name}/snapshots", snapshots, methods=["GET", "POST"]),
         Route("/v1/datasets/{name}/snapshots/{snapshot}", snapshot, methods=["GET", "DELETE"]),
         Route("/v1/datasets/{name}/snapshots/{snapshot}/rollback", rollback, methods=["POST"]),

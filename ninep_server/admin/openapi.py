@@ -132,6 +132,9 @@ OPENAPI: dict = {
                 },
             },
         },
+        "/v1/snapshots": {
+            "get": {"summary": "Every snapshot of every dataset", "responses": {"200": _ok(_array("Snapshot")), **_COMMON_ERRORS}},
+        },
         "/v1/datasets/{name}/snapshots": {
             "parameters": [_DS],
             "get": {"summary": "List snapshots, oldest first", "responses": {"200": _ok(_array("Snapshot")), "404": _error("No such dataset"), **_COMMON_ERRORS}},

@@ -18,8 +18,15 @@ class CommandError(Exception):
 
 
 def add_store_option(parser: argparse.ArgumentParser) -> None:
+    """--store, plus --admin for reaching a running server explicitly."""
     parser.add_argument(
         "--store", default=DEFAULT_STORE, metavar="DIR", help=f"store directory (default: {DEFAULT_STORE})"
+    )
+    parser.add_argument(
+        "--admin",
+        metavar="ADDR",
+        help="admin API of a running server (unix:PATH or tcp:HOST:PORT; token in $NINEP_ADMIN_TOKEN); "
+        "default: the server running on --store, if any, else the store itself",
     )
 
 
@@ -30,8 +37,8 @@ def open_store(path: str, *, create: bool = False) -> Iterator[Store]:
         store = Store.open(path, create=create)
     except StoreLockedError:
         raise CommandError(
-            f"the store {path} is in use by a running server; stop it first "
-            "(admin commands against a running server arrive with the admin API)"
+            f"the store {path} is locked by another process, and no server answers on {path}/admin.sock; "
+            "if a server runs with another admin socket, pass --admin unix:PATH"
         ) from None
     except FsError as exc:
         raise CommandError(f"cannot open store {path}: {exc.strerror or exc}") from None

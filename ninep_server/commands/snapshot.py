@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import datetime
+import os
 import sys
 
 from cas import FsError
 
-from .common import CommandError, add_store_option, open_store, print_json, split_snapshot
+from .backend import backend
+from .common import CommandError, add_store_option, print_json, split_snapshot
 
 HELP = """\
 Snapshots are instant, read-only copies of a dataset. Inside every export
 they are browsable at /.snapshots/NAME/. Names match
-[A-Za-z0-9][A-Za-z0-9_.-]{0,63}.
+[A-Za-z0-9][A-Za-z0-9_.-]{0,63}. Commands go through the running server
+when there is one for the store, and open the store directly otherwise.
 
 examples:
   ninep snapshot create main@before-upgrade
@@ -72,79 +73,54 @@ def register(sub: argparse._SubParsersAction) -> None:
         add_store_option(action)
 
 
-def _fail(exc: FsError, what: str) -> CommandError:
-    return CommandError(f"{what}: {exc.strerror or exc}")
-
-
-def _info_dict(info) -> dict:
-    d = dataclasses.asdict(info)
-    d["created"] = _when(info.created_ns)
-    return d
-
-
-def _when(ns: int) -> str:
-    return datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _run(args, what: str, fn):
+    """Run ``fn(backend)``; turn storage errors into one clear line."""
+    with backend(args) as be:
+        try:
+            return fn(be)
+        except FsError as exc:
+            raise CommandError(f"{what}: {exc.strerror or exc}") from None
 
 
 def _create(args) -> int:
     dataset, name = split_snapshot(args.spec)
-    with open_store(args.store) as store:
-        try:
-            info = store.create_snapshot(dataset, name)
-        except FsError as exc:
-            raise _fail(exc, f"cannot create {args.spec}") from None
-    print(f"created {info.dataset}@{info.name}")
+    info = _run(args, f"cannot create {args.spec}", lambda be: be.create_snapshot(dataset, name))
+    print(f"created {info['dataset']}@{info['name']}")
     return 0
 
 
 def _list(args) -> int:
-    with open_store(args.store) as store:
-        try:
-            snaps = store.snapshots(args.dataset)
-        except FsError as exc:
-            raise _fail(exc, f"cannot list snapshots of {args.dataset}") from None
+    snaps = _run(args, "cannot list snapshots", lambda be: be.list_snapshots(args.dataset))
     if args.json:
-        print_json([_info_dict(s) for s in snaps])
+        print_json(snaps)
         return 0
     if not snaps:
         print("no snapshots")
         return 0
-    width = max(len(f"{s.dataset}@{s.name}") for s in snaps)
+    width = max(len(f"{s['dataset']}@{s['name']}") for s in snaps)
     print(f"{'SNAPSHOT':<{width}}  CREATED")
     for s in snaps:
-        print(f"{s.dataset + '@' + s.name:<{width}}  {_when(s.created_ns)}")
+        print(f"{s['dataset'] + '@' + s['name']:<{width}}  {s['created']}")
     return 0
 
 
 def _delete(args) -> int:
     dataset, name = split_snapshot(args.spec)
-    with open_store(args.store) as store:
-        try:
-            store.delete_snapshot(dataset, name)
-        except FsError as exc:
-            raise _fail(exc, f"cannot delete {args.spec}") from None
+    _run(args, f"cannot delete {args.spec}", lambda be: be.delete_snapshot(dataset, name))
     print(f"deleted {args.spec}")
     return 0
 
 
 def _rollback(args) -> int:
     dataset, name = split_snapshot(args.spec)
-    with open_store(args.store) as store:
-        try:
-            store.rollback(dataset, name)
-        except FsError as exc:
-            raise _fail(exc, f"cannot roll back to {args.spec}") from None
+    _run(args, f"cannot roll back to {args.spec}", lambda be: be.rollback(dataset, name))
     print(f"rolled {dataset} back to {args.spec}")
     return 0
 
 
 def _clone(args) -> int:
     dataset, name = split_snapshot(args.spec)
-    with open_store(args.store) as store:
-        try:
-            store.clone(dataset, name, args.new_dataset)
-        except FsError as exc:
-            raise _fail(exc, f"cannot clone {args.spec}") from None
+    _run(args, f"cannot clone {args.spec}", lambda be: be.clone(dataset, name, args.new_dataset))
     print(f"cloned {args.spec} into {args.new_dataset}")
     return 0
 
@@ -156,21 +132,16 @@ def _diff(args) -> int:
         b_dataset, b = split_snapshot(args.b)
         if b_dataset != dataset:
             raise CommandError("diff compares snapshots of one dataset")
-    with open_store(args.store) as store:
-        try:
-            changes = store.diff(dataset, a, b)
-        except FsError as exc:
-            raise _fail(exc, f"cannot diff {args.a}") from None
+    changes = _run(args, f"cannot diff {args.a}", lambda be: be.diff(dataset, a, b))
     if args.json:
-        # JSON holds text: bytes that are not UTF-8 appear as \xNN escapes.
-        text = lambda b: b.decode("utf-8", "backslashreplace") if b is not None else None  # noqa: E731
-        print_json([{"kind": c.kind, "path": text(c.path), "old_path": text(c.old_path)} for c in changes])
+        print_json(changes)
         return 0
-    out = sys.stdout.buffer  # paths are bytes: print them exactly
+    out = sys.stdout.buffer  # paths are file names: print their exact bytes
     for c in changes:
-        if c.kind == "R":
-            out.write(b"R " + c.old_path + b" -> " + c.path + b"\n")
+        path = os.fsencode(c["path"])
+        if c["kind"] == "R":
+            out.write(b"R " + os.fsencode(c["old_path"]) + b" -> " + path + b"\n")
         else:
-            out.write(c.kind.encode() + b" " + c.path + b"\n")
+            out.write(c["kind"].encode() + b" " + path + b"\n")
     out.flush()
     return 0

@@ -1,0 +1,160 @@
+"""Where an admin command runs: against a running server, or on the store itself.
+
+DuckDB's file lock lets only one process open a store, so while ``ninep
+serve`` runs, admin commands must go through its admin API. :func:`backend`
+picks the way: ``--admin ADDR`` names a server; otherwise a server is used if
+one answers on ``<store>/admin.sock``; otherwise the store is opened directly.
+Both backends return the same JSON-ready values, so commands print the same
+output either way.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import quote
+
+from ..address import parse_address
+from .common import CommandError, open_store
+
+
+class RemoteError(CommandError):
+    """The admin API answered with an error."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(f"{message} ({code})")
+        self.status = status
+        self.code = code
+
+
+class RemoteBackend:
+    """Admin operations through a running server's HTTP API."""
+
+    remote = True
+
+    def __init__(self, address: str, token: str | None = None):
+        import httpx
+
+        addr = parse_address(address)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        if addr.kind == "unix":
+            transport = httpx.HTTPTransport(uds=addr.path)
+            self._http = httpx.Client(transport=transport, base_url="http://ninep", headers=headers, timeout=3600)
+        else:
+            self._http = httpx.Client(base_url=f"http://{addr.host}:{addr.port}", headers=headers, timeout=3600)
+        self.address = address
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs):
+        import httpx
+
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise CommandError(f"cannot reach the server's admin API at {self.address}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                err = response.json()["error"]
+            except (ValueError, KeyError, TypeError):
+                err = {"code": "http_error", "message": response.text}
+            raise RemoteError(response.status_code, err["code"], err["message"])
+        return response.json()
+
+    def _job(self, kind: str, params: dict) -> dict:
+        job = self._call("POST", "/v1/jobs", json={"kind": kind, **params})
+        while job["state"] == "running":
+            time.sleep(0.2)
+            job = self._call("GET", f"/v1/jobs/{quote(job['id'])}")
+        if job["state"] != "succeeded":
+            raise CommandError(f"{kind} failed on the server: {job['error']}")
+        return job["result"]
+
+    def status(self) -> dict:
+        return self._call("GET", "/v1/status")
+
+    def list_datasets(self) -> list[dict]:
+        return self._call("GET", "/v1/datasets")
+
+    def create_dataset(self, name: str) -> dict:
+        return self._call("POST", "/v1/datasets", json={"name": name})
+
+    def delete_dataset(self, name: str) -> dict:
+        return self._call("DELETE", f"/v1/datasets/{quote(name)}")
+
+    def set_dataset(self, name: str, properties: dict) -> dict:
+        return self._call("PATCH", f"/v1/datasets/{quote(name)}", json=properties)
+
+    def list_snapshots(self, dataset: str | None = None) -> list[dict]:
+        if dataset:
+            return self._call("GET", f"/v1/datasets/{quote(dataset)}/snapshots")
+        return self._call("GET", "/v1/snapshots")
+
+    def create_snapshot(self, dataset: str, name: str) -> dict:
+        return self._call("POST", f"/v1/datasets/{quote(dataset)}/snapshots", json={"name": name})
+
+    def delete_snapshot(self, dataset: str, name: str) -> dict:
+        return self._call("DELETE", f"/v1/datasets/{quote(dataset)}/snapshots/{quote(name)}")
+
+    def rollback(self, dataset: str, name: str) -> dict:
+        return self._call("POST", f"/v1/datasets/{quote(dataset)}/snapshots/{quote(name)}/rollback")
+
+    def clone(self, dataset: str, name: str, new_dataset: str) -> dict:
+        return self._call(
+            "POST", f"/v1/datasets/{quote(dataset)}/snapshots/{quote(name)}/clone", json={"name": new_dataset}
+        )
+
+    def diff(self, dataset: str, a: str, b: str | None = None) -> list[dict]:
+        params = {"from": a, **({"to": b} if b else {})}
+        return self._call("GET", f"/v1/datasets/{quote(dataset)}/diff", params=params)
+
+
+class LocalBackend:
+    """Admin operations on a store opened by this process."""
+
+    remote = False
+
+    def __init__(self, operations):
+        self._ops = operations
+
+    def __getattr__(self, name: str):
+        return getattr(self._ops, name)
+
+    def status(self) -> dict:
+        raise CommandError("no server is running for this store (status needs one)")
+
+
+def _server_socket(store: str) -> str | None:
+    """The admin socket of a server running on ``store``, if one answers."""
+    import socket
+
+    path = Path(store) / "admin.sock"
+    if not path.exists():
+        return None
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return None  # a stale socket left by a server that died
+    return f"unix:{path}"
+
+
+@contextmanager
+def backend(args) -> Iterator[RemoteBackend | LocalBackend]:
+    """The backend for an admin command's ``--store``/``--admin`` options."""
+    from ..admin.operations import Operations
+
+    address = getattr(args, "admin", None) or _server_socket(args.store)
+    if address:
+        remote = RemoteBackend(address, token=getattr(args, "token", None) or os.environ.get("NINEP_ADMIN_TOKEN"))
+        try:
+            yield remote
+        finally:
+            remote.close()
+        return
+    with open_store(args.store) as store:
+        yield LocalBackend(Operations(store))

@@ -1,0 +1,54 @@
+"""``ninep gc``: delete chunks that no dataset or snapshot references."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from cas.gc import collect
+
+from .common import add_store_option, open_store, print_json
+from .output import human, progress_bar
+
+HELP = """\
+Mark and sweep over every dataset and snapshot: chunk files that no catalog
+row references (left by deleted snapshots or by commits interrupted by a
+crash) are deleted. A running server does this in the background every
+gc_interval seconds (see the [server] section of the config).
+
+examples:
+  ninep gc --dry-run        # what would be freed
+  ninep gc
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("gc", help="delete unreferenced chunks", description=HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dry-run", action="store_true", help="report what would be freed, delete nothing")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_store_option(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    with open_store(args.store) as store, progress_bar(256, "gc", bytes_unit=False) as bar:
+        phase = ["list"]
+
+        def progress(name: str, advance: int, total: int) -> None:
+            if name != phase[0]:
+                phase[0] = name
+                bar.reset(total=total)
+                bar.set_description(f"gc {name}")
+            bar.update(advance)
+
+        report = collect(store, dry_run=args.dry_run, progress=progress)
+    if args.json:
+        print_json(dataclasses.asdict(report))
+        return 0
+    verb = "would free" if report.dry_run else "freed"
+    print(f"{verb} {report.chunks_freed} chunks ({human(report.bytes_freed)}, "
+          f"{report.bytes_freed} bytes) of {report.chunks_scanned} "
+          f"({human(report.bytes_scanned)}); {report.chunks_referenced} referenced; "
+          f"{report.skipped_in_flight} kept as in flight; {report.seconds:.2f}s")
+    return 0

@@ -1,0 +1,47 @@
+"""``ninep stats``: space and object counts per dataset and for the store."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from cas.stats import collect_stats
+
+from .common import add_store_option, open_store, print_json
+from .output import human
+
+HELP = """\
+Per dataset and for the whole store: logical bytes (file sizes), referenced
+and unique chunk bytes, dedup ratio (referenced / unique), chunk count, file
+and directory counts, snapshots and the space each holds exclusively (what
+deleting it frees). All figures come from the catalog.
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("stats", help="space usage, dedup ratio, counts", description=HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    add_store_option(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    with open_store(args.store) as store:
+        st = collect_stats(store)
+    if args.json:
+        print_json(dataclasses.asdict(st))
+        return 0
+    print(f"store: {st.files} files, {st.directories} directories, {st.snapshot_count} snapshots")
+    print(f"  logical {human(st.logical_bytes)}, referenced {human(st.referenced_bytes)}, "
+          f"unique {human(st.unique_bytes)} in {st.chunks} chunks, dedup ratio {st.dedup_ratio:.2f}")
+    for d in st.datasets:
+        print(f"dataset {d.name}: {d.files} files, {d.directories} directories, "
+              f"{d.symlinks} symlinks, {d.other} other, {d.snapshot_count} snapshots")
+        print(f"  logical {human(d.logical_bytes)}, live data {human(d.live_data_bytes)}, "
+              f"referenced {human(d.referenced_bytes)}, unique {human(d.unique_bytes)} in "
+              f"{d.chunks} chunks, dedup ratio {d.dedup_ratio:.2f}")
+        for s in d.snapshots:
+            print(f"  snapshot {d.name}@{s.name}: refers to {human(s.referenced_bytes)}, "
+                  f"holds {human(s.exclusive_bytes)} exclusively")
+    return 0
