@@ -340,15 +340,12 @@ class Store:
         return n
 
     def gc(self) -> int:
-        """Mark and sweep: delete every chunk file no catalog row references."""
-        with self._commit_lock:
-            self._commit_locked()
-            used = self._catalog.all_hashes()
-            n = 0
-            for h in list(self._chunks):
-                if h not in used and self._chunks.delete_if_unpinned(h):
-                    n += 1
-            return n
+        """Mark and sweep: delete every chunk file no catalog row references.
+
+        Safe with concurrent writers; see cas/gc.py. Returns chunks freed.
+        """
+        from .gc import collect
+        return collect(self).chunks_freed
 
     # ----------------------------------------------------------- space
     def _statvfs(self):
