@@ -7,11 +7,13 @@ See docs/volume-api.md for the contract the 9P server relies on.
 
 from .chunks import ChunkStore
 from .errors import CorruptChunkError, FsError, StoreFormatError, StoreLockedError
-from .records import Attr, DirEntry, StatFs
+from .records import Attr, DiffEntry, DirEntry, SnapshotInfo, StatFs
+from .snapview import SnapshotVolume
 from .store import Store
 from .volume import XATTR_CREATE, XATTR_REPLACE, Volume
 
 __all__ = [
     "Attr", "ChunkStore", "CorruptChunkError", "DirEntry", "FsError", "StatFs", "Store",
     "StoreFormatError", "StoreLockedError", "Volume", "XATTR_CREATE", "XATTR_REPLACE",
+    "DiffEntry", "SnapshotInfo", "SnapshotVolume",
 ]

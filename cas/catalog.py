@@ -7,12 +7,17 @@ generation ``gen`` (one more than the newest snapshot's): a live row born in
 ``gen`` is visible to no snapshot, so it is replaced in place (deleted and
 re-inserted); an older live row is closed (``died = gen``) and a new version
 inserted. Until snapshots exist every row is born in the current generation.
+
+``floor`` is the newest existing snapshot's generation (0 without snapshots):
+a row born after it is seen by no snapshot, so retiring it deletes it in place.
 """
 
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import duckdb
 import pyarrow as pa
@@ -96,7 +101,7 @@ class Catalog:
             self.db.execute(SCHEMA)
             self.db.executemany("INSERT INTO meta VALUES (?, ?)", [
                 ("format_version", str(FORMAT_VERSION)), ("chunk_size", str(chunk_size)),
-                ("next_ino", "2"), ("generation", "1")])
+                ("next_ino", "2"), ("generation", "1"), ("next_snapshot", "1")])
             self.db.execute("COMMIT")
         self.meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
         version = int(self.meta.get("format_version", "0"))
@@ -106,6 +111,10 @@ class Catalog:
         self.chunk_size = int(self.meta["chunk_size"])
         self.next_ino = int(self.meta["next_ino"])
         self.gen = int(self.meta["generation"])
+        if "next_snapshot" not in self.meta:  # catalogs made before snapshots existed
+            (nxt,) = self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM snapshots").fetchone()
+            self.db.execute("INSERT INTO meta VALUES ('next_snapshot', ?)", [str(nxt)])
+        (self.floor,) = self.db.execute("SELECT coalesce(max(gen), 0) FROM snapshots").fetchone()
         self.reader = self.db.cursor()
 
     # -- datasets --------------------------------------------------------
@@ -147,6 +156,9 @@ class Catalog:
                 db.execute("DELETE FROM entries WHERE parent IN (SELECT ino FROM dropped)")
                 db.execute("DELETE FROM inodes WHERE dataset = ?", [ds])
                 db.execute("DELETE FROM datasets WHERE id = ?", [ds])
+                db.execute("DELETE FROM snapshots WHERE dataset = ?", [ds])
+                (self.floor,) = db.execute(
+                    "SELECT coalesce(max(gen), 0) FROM snapshots").fetchone()
                 db.execute("DROP TABLE dropped")
                 db.execute("COMMIT")
             except BaseException:
@@ -261,15 +273,15 @@ class Catalog:
         try:
             cond = " AND ".join(f"t.{k} = k.{k}" for k in keys)
             sql = (f"DELETE FROM {table} t USING _keys k WHERE {cond} "
-                   f"AND t.died IS NULL AND t.born >= {self.gen}")
+                   f"AND t.died IS NULL AND t.born > {self.floor}")
             out: list = []
             if returning:
                 out = [r[0] for r in db.execute(sql + f" RETURNING t.{returning}").fetchall()]
             else:
                 db.execute(sql)
-            if self.gen > 1:  # some snapshot may see older rows: close them
+            if self.floor:  # some snapshot may see older rows: close them
                 db.execute(f"UPDATE {table} t SET died = {self.gen} FROM _keys k WHERE {cond} "
-                           f"AND t.died IS NULL AND t.born < {self.gen}")
+                           f"AND t.died IS NULL AND t.born <= {self.floor}")
             return out
         finally:
             db.unregister("_keys")
@@ -301,27 +313,46 @@ class Catalog:
             return {r[0] for r in self.db.execute("SELECT DISTINCT hash FROM extents").fetchall()}
 
     def remove_orphans(self) -> list[str]:
-        """Delete live inodes with nlink 0 (open-unlinked files at a crash); return their hashes."""
+        """Retire live inodes with nlink 0 (open-unlinked files at a crash); return the
+        hashes of extent rows deleted. Rows a snapshot sees are closed, not deleted."""
         with self._wlock:
             db = self.db
-            n = db.execute("SELECT count(*) FROM inodes WHERE nlink = 0 AND died IS NULL").fetchone()[0]
-            if not n:
+            inos = [r[0] for r in db.execute(
+                "SELECT ino FROM inodes WHERE nlink = 0 AND died IS NULL").fetchall()]
+            if not inos:
                 return []
             db.execute("BEGIN")
             try:
-                db.execute("CREATE TEMP TABLE orphans AS SELECT ino FROM inodes "
-                           "WHERE nlink = 0 AND died IS NULL")
-                hashes = [r[0] for r in db.execute(
-                    "DELETE FROM extents WHERE ino IN (SELECT ino FROM orphans) RETURNING hash"
-                ).fetchall()]
-                db.execute("DELETE FROM xattrs WHERE ino IN (SELECT ino FROM orphans)")
-                db.execute("DELETE FROM inodes WHERE ino IN (SELECT ino FROM orphans)")
-                db.execute("DROP TABLE orphans")
+                t = pa.table({"ino": pa.array(inos, _I64)})
+                hashes = self._retire("extents", ("ino",), t, "hash")
+                self._retire("xattrs", ("ino",), t)
+                self._retire("inodes", ("ino",), t)
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             return hashes
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The writer connection inside BEGIN/COMMIT (ROLLBACK on error), under the write lock."""
+        with self._wlock:
+            db = self.db
+            db.execute("BEGIN")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                try:
+                    db.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass
+                raise
+
+    def read(self, sql: str, params=None) -> list[tuple]:
+        """Run a read-only query on the reader cursor (cache-miss loads)."""
+        with self._rlock:
+            return self.reader.execute(sql, params or []).fetchall()
 
     def query(self, sql: str, params=None) -> list[tuple]:
         """Run a read-only query on the writer connection (check/admin use)."""

@@ -121,3 +121,30 @@ class Inode:
         return Attr(self.ino, self.mode, self.uid, self.gid, self.nlink, self.rdev,
                     self.size, (self.size + 511) >> 9, self.atime, self.mtime,
                     self.ctime, self.btime, 0, self.dver)
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotInfo:
+    """One snapshot: ``id`` is store-unique and never reused; ``gen`` is the catalog
+    generation it sees; ``created_ns`` is wall-clock time of creation."""
+
+    id: int
+    dataset: str
+    name: str
+    gen: int
+    created_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class DiffEntry:
+    """One line of a snapshot diff.
+
+    ``kind`` is ``'+'`` (added), ``'-'`` (removed), ``'M'`` (content or metadata
+    changed, or the path now names another inode) or ``'R'`` (the inode at
+    ``old_path`` is now at ``path``). Paths are bytes, absolute from the
+    dataset root (``b'/'`` is the root itself).
+    """
+
+    kind: str
+    path: bytes
+    old_path: bytes | None = None

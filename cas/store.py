@@ -33,6 +33,9 @@ import structlog
 from .catalog import INODE_COLS, Batch, Catalog
 from .chunks import ChunkStore
 from .errors import FsError, StoreFormatError, StoreLockedError
+from .records import DiffEntry, SnapshotInfo
+from .snapshots import Snapshots, check_name
+from .snapview import SnapshotVolume
 from .volume import Volume
 
 class GateLock:
@@ -118,6 +121,7 @@ class Store:
         self._durable = 0    # every change of epochs <= this is committed
         self._next_ino = catalog.next_ino
         self._volumes: dict[str, Volume] = {}
+        self._snapshots = Snapshots(self)
         self._fsid = zlib.crc32(os.path.realpath(path).encode())
         self._space_checked = 0.0
         self._space_free = 0
@@ -216,8 +220,7 @@ class Store:
 
     def create_dataset(self, name: str) -> None:
         """Create an empty dataset (EEXIST if it exists)."""
-        if not name or "/" in name:
-            raise FsError(errno.EINVAL, f"bad dataset name {name!r}")
+        check_name(name, "dataset")
         with self._commit_lock:
             if name in self.datasets():
                 raise FsError(errno.EEXIST, f"dataset {name!r} exists")
@@ -237,7 +240,9 @@ class Store:
             self._commit_locked()
             with self._lock:
                 self._volumes.pop(name, None)
+            gone = [s.id for s in self._snapshots.list(name)]
             self._gc_hashes(self._catalog.drop_dataset(ds[0]))
+            self._snapshots.forget_dataset(gone)
 
     def _dataset(self, name: str) -> tuple[int, str, int]:
         for row in self._catalog.datasets():
@@ -253,6 +258,37 @@ class Store:
                 ds, _, root = self._dataset(name)
                 vol = self._volumes[name] = Volume(self, ds, name, root)
             return vol
+
+    # ------------------------------------------------------------ snapshots
+    # The logic lives in cas/snapshots.py; see docs/volume-api.md "Snapshots".
+    def create_snapshot(self, dataset: str, name: str) -> SnapshotInfo:
+        """Snapshot ``dataset``'s live tree as ``name``: a barrier, O(dirty data)
+        (EINVAL bad name, EEXIST taken, ENOENT no dataset)."""
+        return self._snapshots.create(dataset, name)
+
+    def snapshots(self, dataset: str | None = None) -> list[SnapshotInfo]:
+        """Snapshots of ``dataset`` (or of all datasets), in creation order."""
+        return self._snapshots.list(dataset)
+
+    def snapshot_volume(self, dataset: str, name: str) -> SnapshotVolume:
+        """A read-only Volume of ``dataset@name``; mutations raise EROFS."""
+        return self._snapshots.volume(dataset, name)
+
+    def delete_snapshot(self, dataset: str, name: str) -> None:
+        """Delete ``dataset@name`` and the rows only it saw (ENOENT if missing)."""
+        self._snapshots.delete(dataset, name)
+
+    def rollback(self, dataset: str, name: str) -> None:
+        """Make ``dataset``'s live tree equal to ``dataset@name``; later snapshots are kept."""
+        self._snapshots.rollback(dataset, name)
+
+    def clone(self, dataset: str, name: str, new_dataset: str) -> None:
+        """Create writable dataset ``new_dataset`` from ``dataset@name``, sharing chunks."""
+        self._snapshots.clone(dataset, name, new_dataset)
+
+    def diff(self, dataset: str, a: str, b: str | None = None) -> list[DiffEntry]:
+        """What changed from ``dataset@a`` to ``dataset@b`` (None: the live tree)."""
+        return self._snapshots.diff(dataset, a, b)
 
     # --------------------------------------------------------------- commit
     def commit(self) -> None:

@@ -161,6 +161,24 @@ class Volume:
                     del self._inodes[ino]
             return before - len(self._inodes)
 
+    def _invalidate(self) -> None:
+        """Forget every cached inode after the catalog changed under us (rollback).
+
+        The caller holds the store lock and has just committed, so nothing is
+        dirty. Nodes still referenced elsewhere (a write in flight) are marked
+        dead, so chunks stored for them are released instead of installed.
+        """
+        for node in self._inodes.values():
+            node.ds = -1
+        self._inodes = {}
+        self._gone = set()
+        self._bufinodes = set()
+        self._bufbytes = 0
+        pins = self._pins
+        self._reset_dirty()
+        for h in pins:
+            self._chunks.unpin(h)
+
     def _children(self, node: Inode) -> dict:
         ch = node.children
         if ch is None:
