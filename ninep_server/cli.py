@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import __version__
-from .commands import dataset, fsck, gc, scrub, serve, snapshot, stats, transfer
+from .commands import dataset, fsck, gc, scrub, serve, snapshot, stats, status, transfer
 from .commands.common import CommandError
 from .logs import LEVELS, configure_logging
 
@@ -24,7 +25,7 @@ Quick start:
 Run "ninep COMMAND --help" for each command's options and examples.
 """
 
-COMMANDS = (serve, snapshot, dataset, transfer, stats, gc, fsck, scrub)
+COMMANDS = (serve, status, snapshot, dataset, transfer, stats, gc, fsck, scrub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except CommandError as exc:
         print(f"ninep: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (e.g. `ninep ... | head`): stop quietly.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
 
 

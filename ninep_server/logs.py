@@ -42,3 +42,6 @@ def configure_logging(level: str = "info", *, json: bool | None = None, stream=N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric)
+    # Libraries' routine chatter (one line per HTTP request) stays out of our logs.
+    for noisy in ("httpx", "httpcore", "hypercorn.access"):
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))

@@ -144,11 +144,13 @@ def _server_socket(store: str) -> str | None:
 
 
 @contextmanager
-def backend(args) -> Iterator[RemoteBackend | LocalBackend]:
+def backend(args, *, need_server: bool = False) -> Iterator[RemoteBackend | LocalBackend]:
     """The backend for an admin command's ``--store``/``--admin`` options."""
     from ..admin.operations import Operations
 
     address = getattr(args, "admin", None) or _server_socket(args.store)
+    if need_server and not address:
+        raise CommandError(f"no server is running for {args.store} (start one with: ninep serve --store {args.store})")
     if address:
         remote = RemoteBackend(address, token=getattr(args, "token", None) or os.environ.get("NINEP_ADMIN_TOKEN"))
         try:

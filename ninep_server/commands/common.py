@@ -8,7 +8,7 @@ import sys
 from contextlib import contextmanager
 from typing import Iterator
 
-from cas import FsError, Store, StoreLockedError
+from cas import FsError, Store, StoreFormatError, StoreLockedError
 
 DEFAULT_STORE = "./ninep-data"
 
@@ -40,6 +40,8 @@ def open_store(path: str, *, create: bool = False) -> Iterator[Store]:
             f"the store {path} is locked by another process, and no server answers on {path}/admin.sock; "
             "if a server runs with another admin socket, pass --admin unix:PATH"
         ) from None
+    except StoreFormatError as exc:
+        raise CommandError(f"{exc} (is --store right? `ninep serve --store DIR` creates a store)") from None
     except FsError as exc:
         raise CommandError(f"cannot open store {path}: {exc.strerror or exc}") from None
     try:
