@@ -40,6 +40,8 @@ async def start_live(tmp_path: Path, nursery: trio.Nursery, config: ServerConfig
     admin_unix, admin_unix_shown = bind_socket(Address("unix", path=str(tmp_path / "admin.sock")))
     admin_tcp, admin_tcp_shown = bind_socket(parse_address("tcp:127.0.0.1:0"))
     admin = [(admin_unix, None), (admin_tcp, ADMIN_TOKEN)]
+    server.listening = [tcp_shown, unix_shown]
+    server.admin_listening = [admin_unix_shown, admin_tcp_shown]
     await nursery.start(server.serve, [tcp, unix], admin)
     return LiveServer(server, store, tcp_shown, unix_shown, admin_unix_shown, admin_tcp_shown)
 

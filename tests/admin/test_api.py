@@ -1,0 +1,88 @@
+"""The admin API against a live in-process server."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from ninep_server.admin.openapi import OPENAPI
+
+from .conftest import admin_client
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def assert_error(response, status: int, code: str):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"]["code"] == code and body["error"]["message"]
+
+
+async def test_health_and_openapi(api):
+    r = await api.get("/health")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    r = await api.get("/openapi.json")
+    assert r.json() == OPENAPI
+
+
+def test_committed_openapi_document_is_current():
+    committed = json.loads((ROOT / "docs" / "openapi.json").read_text())
+    assert committed == json.loads(json.dumps(OPENAPI)), "run: python -m ninep_server.admin.openapi > docs/openapi.json"
+
+
+async def test_unix_socket_is_owner_only(live):
+    assert stat.S_IMODE(os.stat(live.admin_unix[5:]).st_mode) == 0o600
+
+
+async def test_tcp_listener_needs_the_token_except_for_health(live):
+    async with admin_client(live, tcp=True, token=None) as anon:
+        assert (await anon.get("/health")).status_code == 200
+        for method, path in [("GET", "/v1/datasets"), ("POST", "/v1/datasets"), ("GET", "/metrics"), ("GET", "/v1/status")]:
+            assert_error(await anon.request(method, path), 401, "unauthorized")
+    async with admin_client(live, tcp=True, token="wrong-token-wrong-token") as wrong:
+        assert_error(await wrong.get("/v1/datasets"), 401, "unauthorized")
+    async with admin_client(live, tcp=True) as good:
+        assert (await good.get("/v1/datasets")).status_code == 200
+
+
+async def test_datasets_lifecycle_and_errors(live, api):
+    r = await api.get("/v1/datasets")
+    assert [d["name"] for d in r.json()] == ["main"]
+    r = await api.post("/v1/datasets", json={"name": "proj"})
+    assert r.status_code == 201 and r.json()["name"] == "proj"
+    assert_error(await api.post("/v1/datasets", json={"name": "proj"}), 409, "already_exists")
+    assert_error(await api.post("/v1/datasets", json={"name": "bad name"}), 400, "invalid_argument")
+    assert_error(await api.post("/v1/datasets", json={}), 400, "invalid_argument")
+    assert_error(await api.post("/v1/datasets", content=b"not json"), 400, "invalid_argument")
+    assert (await api.get("/v1/datasets/proj")).json()["name"] == "proj"
+    assert_error(await api.get("/v1/datasets/nope"), 404, "not_found")
+    # a new dataset is served at once under its aname
+    async with live.connect(aname=b"proj") as c:
+        await c.write_file(b"hello", b"world")
+        # ... and cannot be deleted while attached
+        assert_error(await api.delete("/v1/datasets/proj"), 409, "dataset_in_use")
+    r = await api.delete("/v1/datasets/proj")
+    assert r.status_code == 200
+    assert_error(await api.delete("/v1/datasets/proj"), 404, "not_found")
+    assert_error(await api.get("/v1/no-such-thing"), 404, "no_such_endpoint")
+    assert_error(await api.put("/v1/datasets"), 405, "method_not_allowed")
+
+
+async def test_status_and_metrics(live, api):
+    async with live.connect() as c:
+        await c.write_file(b"f", b"x" * 1000)
+        await c.read_file(b"f")
+        r = await api.get("/v1/status")
+        status = r.json()
+        assert status["listening"] == [live.tcp, live.unix]
+        assert len(status["sessions"]) == 1 and status["sessions"][0]["fids"] >= 1
+        assert {e["name"] for e in status["exports"]} == {"main"}
+        text = (await api.get("/metrics")).text
+    assert 'ninep_request_seconds_count{type="Twrite"}' in text
+    assert "ninep_written_bytes_total 1000.0" in text
+    assert "ninep_read_bytes_total 1000.0" in text
+    assert "ninep_connected_clients" in text and "ninep_commit_seconds_count" in text
