@@ -1,0 +1,173 @@
+"""The servers under test: ninep (`ninep serve`) and Debian's diod.
+
+Both listen on an ephemeral loopback port.  ``Server.aname`` is what a
+client attaches to: the exported path for diod, the dataset name for ninep.
+A server that does not come up raises BenchError: a benchmark never runs
+against nothing.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class BenchError(RuntimeError):
+    """A benchmark could not run (no server, failed guest, bad result)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_tcp(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"server exited with {proc.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise BenchError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+class Server:
+    kind = "?"
+    address: str          # tcp:127.0.0.1:PORT
+    aname: str
+    proc: subprocess.Popen | None = None
+    log_path: Path
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rsplit(":", 1)[1])
+
+    @property
+    def hostport(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def check_alive(self) -> None:
+        if not self.alive():
+            raise BenchError(f"{self.kind} server died (rc={self.proc and self.proc.returncode}); "
+                             f"log:\n{self.log_tail()}")
+
+    def log_tail(self, n: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-n:]
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def diod_binary() -> str:
+    for b in (shutil.which("diod"), "/usr/sbin/diod"):
+        if b and os.path.exists(b):
+            return b
+    raise BenchError("diod is not installed (apt-get install diod)")
+
+
+class Diod(Server):
+    """diod exporting ``export`` (a plain directory; 0755 so "nobody" reaches it)."""
+
+    kind = "diod"
+
+    def __init__(self, export: Path, workdir: Path):
+        if os.geteuid() != 0:
+            raise BenchError("diod must run as root to serve arbitrary uids")
+        binary = diod_binary()
+        self.export = Path(export)
+        self.aname = str(self.export)
+        self.log_path = Path(workdir) / "diod.log"
+        os.chmod(self.export, 0o755)   # diod attaches as "nobody" first
+        for attempt in range(5):
+            port = free_port()
+            self.proc = subprocess.Popen(
+                [binary, "-f", "-n", "-c", "/dev/null", "-L", "stderr",
+                 "-e", str(self.export), "-l", f"127.0.0.1:{port}"],
+                stdin=subprocess.DEVNULL, stdout=open(self.log_path, "ab"),
+                stderr=subprocess.STDOUT, start_new_session=True)
+            try:
+                _wait_tcp(port, self.proc)
+                break
+            except BenchError:
+                self.stop()
+                if attempt == 4:
+                    raise BenchError(f"diod did not start:\n{self.log_tail()}")
+        self.address = f"tcp:127.0.0.1:{port}"
+
+
+def ninep_command() -> list[str]:
+    return [sys.executable, "-m", "ninep_server"]
+
+
+class Ninep(Server):
+    """`ninep serve --store STORE` on an ephemeral port; attach to dataset "main"."""
+
+    kind = "ninep"
+
+    def __init__(self, store: Path, workdir: Path):
+        self.store = Path(store)
+        self.aname = "main"
+        self.log_path = Path(workdir) / "ninep.log"
+        cmd = ninep_command() + ["serve", "--store", str(self.store),
+                                 "--listen", "tcp:127.0.0.1:0"]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=open(self.log_path, "ab"), start_new_session=True,
+                                     cwd=str(ROOT))
+        found: list[str] = []
+        done = threading.Event()
+
+        def reader():
+            for line in self.proc.stdout:      # keep draining: never block the server
+                line = line.decode(errors="replace").strip()
+                if line.startswith("listening tcp:") and not found:
+                    found.append(line.split(None, 1)[1])
+                    done.set()
+            done.set()
+
+        threading.Thread(target=reader, daemon=True).start()
+        if not done.wait(60) or not found:
+            self.stop()
+            raise BenchError(f"`{' '.join(cmd)}` did not report a tcp listener; "
+                             f"log:\n{self.log_tail()}")
+        self.address = found[0]
+        _wait_tcp(self.port, self.proc)
+
+
+def tempdir(prefix: str, base: str | None = None) -> Path:
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    os.chmod(d, 0o755)
+    return d
