@@ -25,6 +25,10 @@ Transports:
        is a QEMU socket chardev connected to the server (unix socket or TCP
        port); the guest relays a port through two pipes and mounts with
        trans=fd,rfdno=3,wfdno=4 (see guest/9p-fd-relay).
+  virtio  no 9P server process: QEMU's built-in virtio-9p exports a host
+       directory (server="dir:/PATH"; -virtfs local,security_model=none,
+       mount_tag=host0) and the guest mounts it with trans=virtio.  The
+       reference for what the guest itself can do (the benchmarks use it).
 """
 from __future__ import annotations
 
@@ -48,6 +52,7 @@ import build  # noqa: E402
 
 EXIT_RE = re.compile(rb"@@NINEP-VM-EXIT (\d+)@@")
 DEFAULT_OPTS = "version=9p2000.L,msize=512000,access=user,cache=none"
+VIRTIO_TAG = "host0"
 
 
 class GuestError(RuntimeError):
@@ -75,7 +80,9 @@ def parse_server(server: str) -> tuple[str, str, int | None]:
         return "tcp", host.strip("[]") or "127.0.0.1", int(port)
     if server.startswith("unix:"):
         return "unix", server[5:], None
-    raise ValueError(f"server must be tcp:HOST:PORT or unix:PATH, not {server!r}")
+    if server.startswith("dir:"):
+        return "dir", server[4:], None
+    raise ValueError(f"server must be tcp:HOST:PORT, unix:PATH or dir:PATH, not {server!r}")
 
 
 def job_cpio(script: bytes, config: dict[str, str], files: dict[str, bytes]) -> bytes:
@@ -122,8 +129,13 @@ def qemu_command(images: dict, initrd: Path, transport: str, server: str,
                 chardev = f"socket,id=ninep{i},host={addr},port={port},nodelay=on"
             cmd += ["-chardev", chardev,
                     "-device", f"virtserialport,bus=vser0.0,chardev=ninep{i},name=ninep.{i}"]
+    elif transport == "virtio":
+        if kind != "dir":
+            raise ValueError("trans=virtio needs a dir:PATH server (QEMU's own 9p)")
+        cmd += ["-nic", "none",
+                "-virtfs", f"local,path={addr},mount_tag={VIRTIO_TAG},security_model=none,id=fs0"]
     else:
-        raise ValueError(f"transport must be tcp or fd, not {transport!r}")
+        raise ValueError(f"transport must be tcp, fd or virtio, not {transport!r}")
     return cmd
 
 
@@ -160,6 +172,15 @@ def run_guest(script: str | bytes, *, server: str, transport: str = "tcp",
         "NINEP_AUTOMOUNT": automount or "",
     }
     config.update(env or {})
+    if transport == "virtio" and automount:
+        # guest/ninep-mount knows tcp and fd only: mount here, before the job
+        config["NINEP_AUTOMOUNT"] = ""
+        opts = f"trans=virtio,{mount_opts}" + (f",aname={aname}" if aname else "")
+        body = script[script.index(b"\n") + 1:] if script.startswith(b"#!") else script
+        script = (b"#!/bin/bash\nmkdir -p " + shlex.quote(automount).encode()
+                  + b"\nmount -t 9p -o " + shlex.quote(opts).encode() + b" " + VIRTIO_TAG.encode()
+                  + b" " + shlex.quote(automount).encode()
+                  + b" || { echo 'run-guest: virtio-9p mount failed'; exit 125; }\n" + body)
     with tempfile.TemporaryDirectory(prefix="ninep-vm.") as tmp:
         initrd = Path(tmp) / "initrd.cpio"
         with open(initrd, "wb") as f:
@@ -235,8 +256,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="run-guest",
         description="Boot the test guest, mount a 9P server, run a script, return its status.")
     ap.add_argument("--server", required=True,
-                    help="tcp:127.0.0.1:PORT or unix:PATH (unix only with --transport fd)")
-    ap.add_argument("--transport", choices=["tcp", "fd"], default="tcp")
+                    help="tcp:127.0.0.1:PORT or unix:PATH (unix only with --transport fd), "
+                         "dir:PATH with --transport virtio")
+    ap.add_argument("--transport", choices=["tcp", "fd", "virtio"], default="tcp",
+                    help="virtio: QEMU's built-in 9p exporting --server dir:PATH")
     ap.add_argument("--opts", default=DEFAULT_OPTS, help=f"mount options (default {DEFAULT_OPTS})")
     ap.add_argument("--aname", default="", help="attach name (export)")
     ap.add_argument("--mount", default="/mnt/9p", help="automatic mount point ('' for none)")
