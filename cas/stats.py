@@ -136,9 +136,9 @@ def collect_stats(store, *, commit: bool = True) -> StoreStats:
                 if sid in snap_stats:
                     snap_stats[sid].referenced_bytes = int(ref or 0)
             for sid, excl in cur.execute(vis + """
-                    , only AS (SELECT hash, min(view) view, max(length) len FROM vis
+                    , sole AS (SELECT hash, min(view) view, max(length) len FROM vis
                                GROUP BY hash HAVING count(DISTINCT view) = 1)
-                    SELECT view, sum(len) FROM only WHERE view >= 0 GROUP BY view""").fetchall():
+                    SELECT view, sum(len) FROM sole WHERE view >= 0 GROUP BY view""").fetchall():
                 if sid in snap_stats:
                     snap_stats[sid].exclusive_bytes = int(excl or 0)
         ref, uniq, nchunks = cur.execute(
