@@ -23,6 +23,7 @@ from .config import ConfigError, ServerConfig, load_config
 from . import protocol as p
 from .fids import LIVE, SNAPDIR, SNAPSHOT, View
 from . import __version__
+from .admin.jobs import JobManager
 from .admin.operations import Operations
 from .locks import LockTable
 from .metrics import ServerMetrics
@@ -50,6 +51,7 @@ class Server:
         self._identities: dict[int, tuple | None] = {}
         self._io_limiter = trio.CapacityLimiter(8)
         self.operations = Operations(store)
+        self.jobs = JobManager()
         self.scheduler = SnapshotScheduler(self.create_snapshot, self.delete_snapshot, self._snapshot_names, time.time)
         self.admin_listening: list[str] = []
         self._commit_lock = trio.Lock()
@@ -160,6 +162,14 @@ class Server:
         """Run ``fn(operations, *args)`` in a worker thread, between commits."""
         async with self._commit_lock:
             return await trio.to_thread.run_sync(lambda: fn(self.operations, *args))
+
+    async def admin_read(self, fn, *args):
+        """Run a read-only ``fn(operations, *args)`` in a worker thread (no commit lock)."""
+        return await trio.to_thread.run_sync(lambda: fn(self.operations, *args))
+
+    def start_job(self, kind: str, params: dict, work):
+        """Start ``work(operations, progress)`` as a background job."""
+        return self.jobs.start(kind, params, lambda progress: work(self.operations, progress))
 
     async def render_metrics(self) -> bytes:
         return await trio.to_thread.run_sync(self.metrics.render)
@@ -278,6 +288,7 @@ class Server:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._commit_loop)
                 nursery.start_soon(self._gc_loop)
+                self.jobs.bind(nursery)
                 schedules = [sch for e in self.config.exports.values() for sch in e.schedules]
                 if schedules:
                     nursery.start_soon(self.scheduler.run, schedules)

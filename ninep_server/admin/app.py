@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
@@ -145,6 +146,50 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
         b = request.query_params.get("to") or None
         return ok(await run(lambda ops: ops.diff(name, a, b)))
 
+    async def stats(request: Request):
+        return ok(await server.admin_read(lambda ops: ops.stats()))
+
+    def _job_body(kind: str, body: dict):
+        """Validate a job request; returns the worker-thread body."""
+        if kind == "gc":
+            dry_run = bool(body.get("dry_run", False))
+            return {"dry_run": dry_run}, lambda ops, progress: ops.gc(dry_run=dry_run, progress=progress)
+        if kind == "scrub":
+            return {}, lambda ops, progress: ops.scrub(progress=progress)
+        if kind == "fsck":
+            repair = bool(body.get("repair", False))
+            return {"repair": repair}, lambda ops, progress: ops.fsck(repair=repair)
+        if kind == "import":
+            source, dataset = _str_field(body, "source"), _str_field(body, "dataset")
+            path = body.get("path") or "/"
+            if not isinstance(path, str):
+                raise bad_request("field 'path' must be a string")
+            if not os.path.isdir(source):
+                raise bad_request(f"source {source!r} is not a directory on the server's host")
+            params = {"source": source, "dataset": dataset, "path": path}
+            return params, lambda ops, progress: ops.import_tree(source, dataset, path, progress=progress)
+        if kind == "export":
+            dataset, dest = _str_field(body, "dataset"), _str_field(body, "dest")
+            snapshot, path = body.get("snapshot") or None, body.get("path") or "/"
+            params = {"dataset": dataset, "dest": dest, "snapshot": snapshot, "path": path}
+            return params, lambda ops, progress: ops.export_tree(dataset, dest, snapshot, path, progress=progress)
+        raise bad_request(f"unknown job kind {kind!r}: use gc, scrub, fsck, import or export")
+
+    async def jobs(request: Request):
+        if request.method == "POST":
+            body = await _json_body(request)
+            kind = _str_field(body, "kind")
+            params, work = _job_body(kind, body)
+            job = server.start_job(kind, params, work)
+            return ok(job.to_dict(), 202)
+        return ok([j.to_dict() for j in server.jobs.list()])
+
+    async def job(request: Request):
+        found = server.jobs.get(request.path_params["id"])
+        if found is None:
+            raise ApiError(404, "not_found", f"no job {request.path_params['id']!r}")
+        return ok(found.to_dict())
+
     routes = [
         Route("/health", health),
         Route("/metrics", metrics),
@@ -158,6 +203,9 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
         Route("/v1/datasets/{name}/snapshots/{snapshot}/rollback", rollback, methods=["POST"]),
         Route("/v1/datasets/{name}/snapshots/{snapshot}/clone", clone, methods=["POST"]),
         Route("/v1/datasets/{name}/diff", diff, methods=["GET"]),
+        Route("/v1/stats", stats, methods=["GET"]),
+        Route("/v1/jobs", jobs, methods=["GET", "POST"]),
+        Route("/v1/jobs/{id}", job, methods=["GET"]),
     ]
 
     async def api_error(request: Request, exc: ApiError):

@@ -83,6 +83,36 @@ OPENAPI: dict = {
                     "old_path": {"type": "string", "nullable": True},
                 },
             },
+            "Job": {
+                "type": "object",
+                "required": ["id", "kind", "state", "params", "started", "done"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "kind": {"type": "string", "enum": ["gc", "scrub", "fsck", "import", "export"]},
+                    "state": {"type": "string", "enum": ["running", "succeeded", "failed"]},
+                    "params": {"type": "object"},
+                    "started": {"type": "number"},
+                    "finished": {"type": "number", "nullable": True},
+                    "done": {"type": "integer"},
+                    "total": {"type": "integer", "nullable": True},
+                    "result": {"type": "object", "nullable": True},
+                    "error": {"type": "string", "nullable": True},
+                },
+            },
+            "JobRequest": {
+                "type": "object",
+                "required": ["kind"],
+                "properties": {
+                    "kind": {"type": "string", "enum": ["gc", "scrub", "fsck", "import", "export"]},
+                    "dry_run": {"type": "boolean", "description": "gc: report only"},
+                    "repair": {"type": "boolean", "description": "fsck: fix what can be fixed"},
+                    "source": {"type": "string", "description": "import: a directory on the server's host"},
+                    "dataset": {"type": "string", "description": "import/export: the dataset"},
+                    "path": {"type": "string", "description": "import/export: path inside the dataset"},
+                    "dest": {"type": "string", "description": "export: a directory on the server's host"},
+                    "snapshot": {"type": "string", "description": "export: a snapshot instead of the live tree"},
+                },
+            },
             "NameRequest": {"type": "object", "required": ["name"], "properties": {"name": _NAME}},
             "Status": {"type": "object"},
             "Result": {"type": "object"},
@@ -173,6 +203,21 @@ OPENAPI: dict = {
                     **_COMMON_ERRORS,
                 },
             },
+        },
+        "/v1/stats": {
+            "get": {"summary": "Space per dataset and store: logical bytes, unique bytes, dedup ratio, snapshots' exclusive space", "responses": {"200": _ok(_ref("Result")), **_COMMON_ERRORS}},
+        },
+        "/v1/jobs": {
+            "get": {"summary": "Recent and running jobs", "responses": {"200": _ok(_array("Job")), **_COMMON_ERRORS}},
+            "post": {
+                "summary": "Start a gc, scrub, fsck, import or export job",
+                "requestBody": _body(_ref("JobRequest")),
+                "responses": {"202": _ok(_ref("Job"), "Started"), **_COMMON_ERRORS},
+            },
+        },
+        "/v1/jobs/{id}": {
+            "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {"summary": "One job, with progress and result", "responses": {"200": _ok(_ref("Job")), "404": _error("No such job"), **_COMMON_ERRORS}},
         },
         "/v1/datasets/{name}/diff": {
             "parameters": [

@@ -13,6 +13,11 @@ import datetime
 import re
 
 from cas import FsError, Store
+from cas.fsck import fsck
+from cas.gc import collect
+from cas.scrub import scrub
+from cas.stats import collect_stats
+from cas.transfer import export_size, export_tree, import_tree, scan_size
 
 from .jobs import jsonable
 
@@ -85,3 +90,63 @@ class Operations:
             {"kind": c.kind, "path": jsonable(c.path), "old_path": jsonable(c.old_path)}
             for c in self.store.diff(dataset, a, b)
         ]
+
+    # -- space and integrity ---------------------------------------------------------
+
+    def stats(self) -> dict:
+        return jsonable(collect_stats(self.store))
+
+    def gc(self, dry_run: bool = False, progress=None) -> dict:
+        """Mark and sweep; ``progress(done, total)`` counts chunks."""
+        seen = {"list": 0, "sweep": 0}
+
+        def report(phase: str, advance: int, total: int) -> None:
+            seen[phase] = seen.get(phase, 0) + advance
+            if progress:
+                progress(seen[phase], total)
+
+        return jsonable(collect(self.store, dry_run=dry_run, progress=report))
+
+    def scrub(self, progress=None) -> dict:
+        """Re-hash every chunk; ``progress(done, total)`` counts bytes."""
+        done = [0]
+        total = self.store.chunks.usage()[1]
+
+        def report(nbytes: int) -> None:
+            done[0] += nbytes
+            if progress:
+                progress(done[0], total)
+
+        result = scrub(self.store, progress=report)
+        out = jsonable(result)
+        out["clean"] = result.clean
+        out["bytes_per_second"] = result.bytes_per_second
+        return out
+
+    def fsck(self, repair: bool = False) -> dict:
+        result = fsck(self.store, repair=repair)
+        out = jsonable(result)
+        out["clean"] = result.clean
+        return out
+
+    def import_tree(self, source: str, dataset: str, path: str = "/", progress=None) -> dict:
+        total = scan_size(source)
+        done = [0]
+
+        def report(nbytes: int) -> None:
+            done[0] += nbytes
+            if progress:
+                progress(done[0], total)
+
+        return jsonable(import_tree(self.store, source, dataset, path, progress=report))
+
+    def export_tree(self, dataset: str, dest: str, snapshot: str | None = None, path: str = "/", progress=None) -> dict:
+        total = export_size(self.store, dataset, snapshot, path)
+        done = [0]
+
+        def report(nbytes: int) -> None:
+            done[0] += nbytes
+            if progress:
+                progress(done[0], total)
+
+        return jsonable(export_tree(self.store, dataset, dest, snapshot=snapshot, path=path, progress=report))

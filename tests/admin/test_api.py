@@ -86,3 +86,54 @@ async def test_status_and_metrics(live, api):
     assert "ninep_written_bytes_total 1000.0" in text
     assert "ninep_read_bytes_total 1000.0" in text
     assert "ninep_connected_clients" in text and "ninep_commit_seconds_count" in text
+
+
+async def _wait_job(api, job: dict) -> dict:
+    import trio
+
+    with trio.fail_after(120):
+        while job["state"] == "running":
+            await trio.sleep(0.05)
+            job = (await api.get(f"/v1/jobs/{job['id']}")).json()
+    return job
+
+
+async def test_jobs_gc_scrub_fsck_import_export(live, api, tmp_path):
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "data").write_bytes(os.urandom(200_000))
+    (src / "hello").write_text("hello\n")
+    r = await api.post("/v1/jobs", json={"kind": "import", "source": str(src), "dataset": "imported"})
+    assert r.status_code == 202 and r.json()["state"] == "running", r.text
+    job = await _wait_job(api, r.json())
+    assert job["state"] == "succeeded", job
+    assert job["done"] > 0
+    async with live.connect(aname=b"imported") as c:
+        assert await c.read_file(b"sub/data") == (src / "sub" / "data").read_bytes()
+        await c.unlink(b"sub/data")
+    orphan = live.store.chunks.put(b"a chunk no catalog row names")  # what a crash leaves behind
+    for kind, extra in [("gc", {"dry_run": False}), ("scrub", {}), ("fsck", {})]:
+        job = await _wait_job(api, (await api.post("/v1/jobs", json={"kind": kind, **extra})).json())
+        assert job["state"] == "succeeded", job
+    gc = [j for j in (await api.get("/v1/jobs")).json() if j["kind"] == "gc"][0]
+    assert gc["result"]["chunks_freed"] >= 1 and not live.store.chunks.has(orphan)
+    scrubbed = [j for j in (await api.get("/v1/jobs")).json() if j["kind"] == "scrub"][0]
+    assert scrubbed["result"]["clean"] is True
+    dest = tmp_path / "out"
+    job = await _wait_job(api, (await api.post("/v1/jobs", json={"kind": "export", "dataset": "imported", "dest": str(dest)})).json())
+    assert job["state"] == "succeeded", job
+    assert (dest / "hello").read_text() == "hello\n"
+    assert_error(await api.post("/v1/jobs", json={"kind": "defrag"}), 400, "invalid_argument")
+    assert_error(await api.post("/v1/jobs", json={"kind": "import", "source": "/no/such/dir", "dataset": "x"}), 400, "invalid_argument")
+    assert_error(await api.get("/v1/jobs/gc-999"), 404, "not_found")
+
+
+async def test_stats(live, api):
+    async with live.connect() as c:
+        payload = os.urandom(300_000)
+        await c.write_file(b"a", payload)
+        await c.write_file(b"b", payload)  # the same data twice: stored once
+    stats = (await api.get("/v1/stats")).json()
+    main = [d for d in stats["datasets"] if d["name"] == "main"][0]
+    assert main["files"] == 2 and main["logical_bytes"] == 600_000
+    assert 1.9 <= main["dedup_ratio"] <= 2.1
