@@ -47,12 +47,16 @@ class Operations:
         counts: dict[str, int] = {}
         for snap in self.store.snapshots():
             counts[snap.dataset] = counts.get(snap.dataset, 0) + 1
-        return [{"name": name, "snapshots": counts.get(name, 0)} for name in self.store.datasets()]
+        rows = self.store.catalog.query("SELECT name, created_ns FROM datasets ORDER BY id")
+        return [
+            {"name": name, "created": _when(ns), "created_ns": ns, "snapshots": counts.get(name, 0)}
+            for name, ns in rows
+        ]
 
     def create_dataset(self, name: str) -> dict:
         check_name("dataset", name)
         self.store.create_dataset(name)
-        return {"name": name, "snapshots": 0}
+        return next(d for d in self.list_datasets() if d["name"] == name)
 
     def delete_dataset(self, name: str) -> dict:
         self.store.delete_dataset(name)
@@ -107,7 +111,7 @@ class Operations:
 
         return jsonable(collect(self.store, dry_run=dry_run, progress=report))
 
-    def scrub(self, progress=None) -> dict:
+    def scrub(self, threads: int | None = None, progress=None) -> dict:
         """Re-hash every chunk; ``progress(done, total)`` counts bytes."""
         done = [0]
         total = self.store.chunks.usage()[1]
@@ -117,7 +121,7 @@ class Operations:
             if progress:
                 progress(done[0], total)
 
-        result = scrub(self.store, progress=report)
+        result = scrub(self.store, threads=threads, progress=report)
         out = jsonable(result)
         out["clean"] = result.clean
         out["bytes_per_second"] = result.bytes_per_second

@@ -65,11 +65,13 @@ class RemoteBackend:
             raise RemoteError(response.status_code, err["code"], err["message"])
         return response.json()
 
-    def _job(self, kind: str, params: dict) -> dict:
+    def _job(self, kind: str, params: dict, progress=None) -> dict:
         job = self._call("POST", "/v1/jobs", json={"kind": kind, **params})
         while job["state"] == "running":
             time.sleep(0.2)
             job = self._call("GET", f"/v1/jobs/{quote(job['id'])}")
+            if progress:
+                progress(job["done"], job["total"])
         if job["state"] != "succeeded":
             raise CommandError(f"{kind} failed on the server: {job['error']}")
         return job["result"]
@@ -112,6 +114,26 @@ class RemoteBackend:
         params = {"from": a, **({"to": b} if b else {})}
         return self._call("GET", f"/v1/datasets/{quote(dataset)}/diff", params=params)
 
+    def stats(self) -> dict:
+        return self._call("GET", "/v1/stats")
+
+    def gc(self, dry_run: bool = False, progress=None) -> dict:
+        return self._job("gc", {"dry_run": dry_run}, progress)
+
+    def scrub(self, threads: int | None = None, progress=None) -> dict:
+        return self._job("scrub", {}, progress)
+
+    def fsck(self, repair: bool = False) -> dict:
+        return self._job("fsck", {"repair": repair})
+
+    def import_tree(self, source: str, dataset: str, path: str = "/", progress=None) -> dict:
+        # The server reads the source itself: pass an absolute path on its host.
+        return self._job("import", {"source": os.path.abspath(source), "dataset": dataset, "path": path}, progress)
+
+    def export_tree(self, dataset: str, dest: str, snapshot: str | None = None, path: str = "/", progress=None) -> dict:
+        params = {"dataset": dataset, "dest": os.path.abspath(dest), "snapshot": snapshot, "path": path}
+        return self._job("export", params, progress)
+
 
 class LocalBackend:
     """Admin operations on a store opened by this process."""
@@ -144,7 +166,7 @@ def _server_socket(store: str) -> str | None:
 
 
 @contextmanager
-def backend(args, *, need_server: bool = False) -> Iterator[RemoteBackend | LocalBackend]:
+def backend(args, *, need_server: bool = False, create: bool = False) -> Iterator[RemoteBackend | LocalBackend]:
     """The backend for an admin command's ``--store``/``--admin`` options."""
     from ..admin.operations import Operations
 
@@ -158,5 +180,5 @@ def backend(args, *, need_server: bool = False) -> Iterator[RemoteBackend | Loca
         finally:
             remote.close()
         return
-    with open_store(args.store) as store:
+    with open_store(args.store, create=create) as store:
         yield LocalBackend(Operations(store))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from contextlib import contextmanager
 from typing import Iterator
@@ -62,3 +63,12 @@ def split_snapshot(spec: str, *, need_snapshot: bool = True) -> tuple[str, str |
 def print_json(value) -> None:
     json.dump(value, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
+
+
+def describe(exc: OSError) -> str:
+    """``Invalid argument: bad snapshot name ...``: the errno's words, then the details."""
+    words = os.strerror(exc.errno) if exc.errno else ""
+    detail = exc.strerror or str(exc)
+    if not words or detail == words:
+        return detail or words
+    return f"{words}: {detail}"

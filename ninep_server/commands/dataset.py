@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 
 from cas import FsError
 
-from .common import CommandError, add_store_option, open_store, print_json
+from .backend import backend
+from .common import CommandError, add_store_option, describe, print_json
 
 HELP = """\
 A dataset is one independent file tree, exported under its name as the 9P
@@ -37,41 +37,36 @@ def register(sub: argparse._SubParsersAction) -> None:
         add_store_option(action)
 
 
-def _create(args) -> int:
-    with open_store(args.store, create=True) as store:
+def _run(args, what: str, fn, *, create: bool = False):
+    with backend(args, create=create) as be:
         try:
-            store.create_dataset(args.name)
+            return fn(be)
         except FsError as exc:
-            raise CommandError(f"cannot create dataset {args.name!r}: {exc.strerror or exc}") from None
+            raise CommandError(f"{what}: {describe(exc)}") from None
+
+
+def _create(args) -> int:
+    _run(args, f"cannot create dataset {args.name!r}", lambda be: be.create_dataset(args.name), create=True)
     print(f"created dataset {args.name}")
     return 0
 
 
-def _when(ns: int) -> str:
-    return datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _list(args) -> int:
-    with open_store(args.store) as store:
-        rows = store.catalog.query("SELECT name, created_ns FROM datasets ORDER BY id")
+    rows = _run(args, "cannot list datasets", lambda be: be.list_datasets())
     if args.json:
-        print_json([{"name": name, "created": _when(ns), "created_ns": ns} for name, ns in rows])
+        print_json(rows)
         return 0
     if not rows:
         print("no datasets")
         return 0
-    width = max(len("DATASET"), *(len(name) for name, _ in rows))
-    print(f"{'DATASET':<{width}}  CREATED")
-    for name, ns in rows:
-        print(f"{name:<{width}}  {_when(ns)}")
+    width = max(len("DATASET"), *(len(r["name"]) for r in rows))
+    print(f"{'DATASET':<{width}}  CREATED               SNAPSHOTS")
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['created']}  {r['snapshots']}")
     return 0
 
 
 def _delete(args) -> int:
-    with open_store(args.store) as store:
-        try:
-            store.delete_dataset(args.name)
-        except FsError as exc:
-            raise CommandError(f"cannot delete dataset {args.name!r}: {exc.strerror or exc}") from None
+    _run(args, f"cannot delete dataset {args.name!r}", lambda be: be.delete_dataset(args.name))
     print(f"deleted dataset {args.name}")
     return 0

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-
-from cas.fsck import fsck
-
-from .common import add_store_option, open_store, print_json
-from .output import human
+from .backend import backend
+from .common import add_store_option, print_json
+from .output import as_obj, human
 
 HELP = """\
 Checks every dataset's live tree and every snapshot: entries name live
@@ -35,13 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
-    with open_store(args.store) as store:
-        report = fsck(store, repair=args.repair)
+    with backend(args) as be:
+        result = be.fsck(repair=args.repair)
     if args.json:
-        d = dataclasses.asdict(report)
-        d["clean"] = report.clean
-        print_json(d)
-        return 0 if report.clean else 1
+        print_json(result)
+        return 0 if result["clean"] else 1
+    report = as_obj(result)
     print(f"checked {report.datasets} datasets, {report.snapshots} snapshots, "
           f"{report.inodes} live inodes, {report.chunks} chunk files")
     for f in report.findings:
@@ -53,7 +49,7 @@ def run(args) -> int:
         what = f"{report.orphans_freed} deleted" if report.repaired else "gc or fsck --repair deletes them"
         print(f"orphan chunks: {report.orphan_chunks} ({human(report.orphan_bytes)}) referenced by "
               f"nothing; {what}")
-    damage = report.damage
+    damage = [f for f in report.findings if not f.fixed]
     if damage:
         print(f"DAMAGED: {len(damage)} problem(s) remain")
         return 1

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-
-from cas.gc import collect
-
-from .common import add_store_option, open_store, print_json
-from .output import human, progress_bar
+from .backend import backend
+from .common import add_store_option, print_json
+from .output import as_obj, human, progress_callback
 
 HELP = """\
 Mark and sweep over every dataset and snapshot: chunk files that no catalog
@@ -32,20 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
-    with open_store(args.store) as store, progress_bar(256, "gc", bytes_unit=False) as bar:
-        phase = ["list"]
-
-        def progress(name: str, advance: int, total: int) -> None:
-            if name != phase[0]:
-                phase[0] = name
-                bar.reset(total=total)
-                bar.set_description(f"gc {name}")
-            bar.update(advance)
-
-        report = collect(store, dry_run=args.dry_run, progress=progress)
+    with backend(args) as be, progress_callback("gc", bytes_unit=False) as progress:
+        result = be.gc(dry_run=args.dry_run, progress=progress)
     if args.json:
-        print_json(dataclasses.asdict(report))
+        print_json(result)
         return 0
+    report = as_obj(result)
     verb = "would free" if report.dry_run else "freed"
     print(f"{verb} {report.chunks_freed} chunks ({human(report.bytes_freed)}, "
           f"{report.bytes_freed} bytes) of {report.chunks_scanned} "

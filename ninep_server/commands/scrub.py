@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-
-from cas.gc import list_chunks
-from cas.scrub import scrub
-
-from .common import add_store_option, open_store, print_json
-from .output import human, progress_bar
+from .backend import backend
+from .common import add_store_option, print_json
+from .output import as_obj, human, progress_callback
 
 HELP = """\
 Reads every chunk file and checks that its content still hashes to its name
@@ -29,15 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
-    with open_store(args.store) as store:
-        total = sum(list_chunks(store.chunks).values())
-        with progress_bar(total, "scrub") as bar:
-            report = scrub(store, threads=args.threads, progress=bar.update)
+    with backend(args) as be, progress_callback("scrub") as progress:
+        result = be.scrub(threads=args.threads, progress=progress)
     if args.json:
-        d = dataclasses.asdict(report)
-        d["clean"] = report.clean
-        print_json(d)
-        return 0 if report.clean else 1
+        print_json(result)
+        return 0 if result["clean"] else 1
+    report = as_obj(result)
     print(f"scrubbed {report.chunks} chunks, {human(report.bytes)} in {report.seconds:.2f}s "
           f"({human(report.bytes_per_second)}/s)")
     for d in report.damaged:

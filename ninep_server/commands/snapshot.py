@@ -9,7 +9,7 @@ import sys
 from cas import FsError
 
 from .backend import backend
-from .common import CommandError, add_store_option, print_json, split_snapshot
+from .common import CommandError, add_store_option, describe, print_json, split_snapshot
 
 HELP = """\
 Snapshots are instant, read-only copies of a dataset. Inside every export
@@ -79,7 +79,7 @@ def _run(args, what: str, fn):
         try:
             return fn(be)
         except FsError as exc:
-            raise CommandError(f"{what}: {exc.strerror or exc}") from None
+            raise CommandError(f"{what}: {describe(exc)}") from None
 
 
 def _create(args) -> int:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-
-from cas.stats import collect_stats
-
-from .common import add_store_option, open_store, print_json
-from .output import human
+from .backend import backend
+from .common import add_store_option, print_json
+from .output import as_obj, human
 
 HELP = """\
 Per dataset and for the whole store: logical bytes (file sizes), referenced
@@ -27,17 +24,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
-    with open_store(args.store) as store:
-        st = collect_stats(store)
+    with backend(args) as be:
+        result = be.stats()
     if args.json:
-        print_json(dataclasses.asdict(st))
+        print_json(result)
         return 0
+    st = as_obj(result)
     print(f"store: {st.files} files, {st.directories} directories, {st.snapshot_count} snapshots")
     print(f"  logical {human(st.logical_bytes)}, referenced {human(st.referenced_bytes)}, "
           f"unique {human(st.unique_bytes)} in {st.chunks} chunks, dedup ratio {st.dedup_ratio:.2f}")
     for d in st.datasets:
         print(f"dataset {d.name}: {d.files} files, {d.directories} directories, "
-              f"{d.symlinks} symlinks, {d.other} other, {d.snapshot_count} snapshots")
+              f"{d.symlinks} symlinks, {d.other} other, {len(d.snapshots)} snapshots")
         print(f"  logical {human(d.logical_bytes)}, live data {human(d.live_data_bytes)}, "
               f"referenced {human(d.referenced_bytes)}, unique {human(d.unique_bytes)} in "
               f"{d.chunks} chunks, dedup ratio {d.dedup_ratio:.2f}")

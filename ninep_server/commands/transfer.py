@@ -6,10 +6,10 @@ import argparse
 import os
 
 from cas import FsError
-from cas.transfer import export_size, export_tree, import_tree, scan_size
 
-from .common import CommandError, add_store_option, open_store, split_snapshot
-from .output import human, progress_bar
+from .backend import backend
+from .common import CommandError, add_store_option, describe, split_snapshot
+from .output import as_obj, human, progress_callback
 
 IMPORT_HELP = """\
 Loads an existing directory tree into a dataset (created when missing), at
@@ -55,7 +55,8 @@ def _split_path(spec: str) -> tuple[str, str]:
     return head, "/" + path
 
 
-def _summary(verb: str, r) -> None:
+def _summary(verb: str, result: dict) -> None:
+    r = as_obj(result)
     print(f"{verb} {r.files} files, {r.directories} directories, {r.symlinks} symlinks, "
           f"{r.hardlinks} hard links, {r.specials} special files, {human(r.bytes)} of data "
           f"in {r.seconds:.2f}s")
@@ -67,12 +68,11 @@ def _import(args) -> int:
     if not os.path.isdir(args.src):
         raise CommandError(f"{args.src} is not a directory")
     dataset, path = _split_path(args.target)
-    with open_store(args.store, create=True) as store, \
-            progress_bar(scan_size(args.src), f"import {dataset}") as bar:
+    with backend(args, create=True) as be, progress_callback(f"import {dataset}") as progress:
         try:
-            report = import_tree(store, args.src, dataset, path, progress=bar.update)
+            report = be.import_tree(args.src, dataset, path, progress=progress)
         except FsError as exc:
-            raise CommandError(f"import into {args.target} failed: {exc.strerror or exc}") from None
+            raise CommandError(f"import into {args.target} failed: {describe(exc)}") from None
     _summary("imported", report)
     return 0
 
@@ -80,14 +80,11 @@ def _import(args) -> int:
 def _export(args) -> int:
     head, path = _split_path(args.source)
     dataset, snapshot = split_snapshot(head, need_snapshot=False)
-    with open_store(args.store) as store:
+    with backend(args) as be, progress_callback(f"export {head}") as progress:
         try:
-            total = export_size(store, dataset, snapshot, path)
-            with progress_bar(total, f"export {head}") as bar:
-                report = export_tree(store, dataset, args.dest, snapshot=snapshot, path=path,
-                                     progress=bar.update)
+            report = be.export_tree(dataset, args.dest, snapshot, path, progress=progress)
         except FsError as exc:
-            raise CommandError(f"export of {args.source} failed: {exc.strerror or exc}") from None
+            raise CommandError(f"export of {args.source} failed: {describe(exc)}") from None
         except FileExistsError as exc:
             raise CommandError(f"export of {args.source}: {exc.filename!r} exists") from None
     _summary("exported", report)
