@@ -36,6 +36,7 @@ from .errors import FsError, StoreFormatError, StoreLockedError
 from .records import DiffEntry, SnapshotInfo
 from .snapshots import Snapshots, check_name
 from .snapview import SnapshotVolume
+from .properties import Properties
 from .volume import Volume
 
 class GateLock:
@@ -128,6 +129,7 @@ class Store:
         self._space_since = 0
         self._closed = False
         self.last_commit_error: BaseException | None = None
+        self._properties: Properties | None = None
 
     # ------------------------------------------------------------ lifecycle
     @classmethod
@@ -243,6 +245,7 @@ class Store:
             gone = [s.id for s in self._snapshots.list(name)]
             self._gc_hashes(self._catalog.drop_dataset(ds[0]))
             self._snapshots.forget_dataset(gone)
+            self.properties.drop(ds[0])  # ids can be reused: leave nothing behind
 
     def _dataset(self, name: str) -> tuple[int, str, int]:
         for row in self._catalog.datasets():
@@ -257,7 +260,28 @@ class Store:
             if vol is None:
                 ds, _, root = self._dataset(name)
                 vol = self._volumes[name] = Volume(self, ds, name, root)
+                vol.quota = self.properties.get(ds)["quota"]
             return vol
+
+    @property
+    def properties(self) -> Properties:
+        """Per-dataset properties (read_only, quota, schedule); see cas/properties.py."""
+        if self._properties is None:
+            self._properties = Properties(self._catalog)
+        return self._properties
+
+    def dataset_properties(self, name: str) -> dict:
+        return self.properties.get(self._dataset(name)[0])
+
+    def set_dataset_properties(self, name: str, values: dict) -> dict:
+        """Store properties and apply the quota to the live volume at once."""
+        ds = self._dataset(name)[0]
+        props = self.properties.set(ds, values)
+        with self._lock:
+            vol = self._volumes.get(name)
+            if vol is not None:
+                vol.quota = props["quota"]
+        return props
 
     # ------------------------------------------------------------ snapshots
     # The logic lives in cas/snapshots.py; see docs/volume-api.md "Snapshots".

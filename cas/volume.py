@@ -98,6 +98,10 @@ class Volume:
         self._flushing = False
         self._dlocks = [threading.Lock() for _ in range(64)]
         self._gone: set[int] = set()        # freed inodes whose rows may still be in the catalog
+        #: Quota on the live tree's logical bytes (sum of file sizes), 0 for none;
+        #: like ZFS refquota: snapshots don't count. Exceeding it is EDQUOT.
+        self.quota = 0
+        self._logical: int | None = None    # live logical bytes, loaded on first use
 
     def _reset_dirty(self) -> None:
         self._d_inodes: set[int] = set()
@@ -301,6 +305,7 @@ class Volume:
             raise _err(errno.EISDIR if fmt == _S_IFDIR else errno.EINVAL)
         if size > node.size:
             self._s._check_space(0)
+        self._grow(node, size)
         if node.extents is None:
             node.extents = {idx: (h, ln, 0) for idx, h, ln in self._cat.load_extents(node.ino)}
         changed, dropped, delta = filedata.truncate(node, size, self._cs, self._chunks.get)
@@ -424,6 +429,8 @@ class Volume:
     def _free(self, node: Inode) -> None:
         """Forget an inode with no links and no open handles."""
         ino = node.ino
+        if (node.mode & _IFMT) == _S_IFREG and node.size:
+            self._grow(node, 0)
         node.nlink = 0
         node.ds = -1
         if node.extents:
@@ -628,6 +635,36 @@ class Volume:
                     raise _err(errno.EIO, f"missing chunk {exc.filename}") from exc
         raise AssertionError("unreachable")
 
+    def logical_bytes(self) -> int:
+        """Sum of the sizes of the live tree's regular files (each inode once)."""
+        with self._lock:
+            return self._logical_locked()
+
+    def _logical_locked(self) -> int:
+        if self._logical is None:
+            # Committed sizes, corrected by the in-memory inodes whose size may differ.
+            rows = self._cat.read(
+                "SELECT ino, size FROM inodes WHERE dataset = ? AND died IS NULL AND (mode & 61440) = 32768",
+                [self.ds])
+            sizes = dict(rows)
+            for ino, node in self._inodes.items():
+                if node.ds == self.ds and (node.mode & _IFMT) == _S_IFREG:
+                    sizes[ino] = node.size
+            for ino in self._gone:
+                sizes.pop(ino, None)
+            self._logical = sum(sizes.values())
+        return self._logical
+
+    def _grow(self, node: Inode, new_size: int) -> None:
+        """Account a size change of a regular file; EDQUOT past the quota (lock held)."""
+        delta = new_size - node.size
+        if self._logical is None and not self.quota:
+            return
+        logical = self._logical_locked()
+        if delta > 0 and self.quota and logical + delta > self.quota:
+            raise _err(errno.EDQUOT, f"dataset {self.name} quota of {self.quota} bytes exceeded")
+        self._logical = logical + delta
+
     def write(self, ino: int, offset: int, data) -> int:
         """Write ``data`` at ``offset`` (extending with a hole as needed); returns its length."""
         self._rw()
@@ -644,6 +681,8 @@ class Volume:
         with dlock:
             with self._lock:
                 node = self._file(ino)
+                if offset + n > node.size:
+                    self._grow(node, offset + n)
                 delta, whole = filedata.write_buffers(node, offset, data, self._cs,
                                                       self._chunks.get)
                 self._bufbytes += delta
@@ -842,8 +881,12 @@ class Volume:
         bsize = st.f_frsize or 4096
         reserve = s.reserve_bytes // bsize
         used_files = s._next_ino
-        return StatFs(V9FS_MAGIC, bsize, st.f_blocks, max(0, st.f_bfree - reserve),
-                      max(0, st.f_bavail - reserve), used_files + (1 << 32), 1 << 32,
+        blocks, bfree, bavail = st.f_blocks, max(0, st.f_bfree - reserve), max(0, st.f_bavail - reserve)
+        if self.quota:
+            # Like ZFS refquota: the quota is the size; free is what it leaves.
+            left = max(0, self.quota - self.logical_bytes()) // bsize
+            blocks, bfree, bavail = self.quota // bsize, min(bfree, left), min(bavail, left)
+        return StatFs(V9FS_MAGIC, bsize, blocks, bfree, bavail, used_files + (1 << 32), 1 << 32,
                       s._fsid, NAME_MAX)
 
     # --------------------------------------------------- commit (store only)
