@@ -14,7 +14,9 @@ from typing import Any
 
 from .errors import FsError
 
-DEFAULTS: dict[str, Any] = {"read_only": False, "quota": 0, "schedule": []}
+DEFAULTS: dict[str, Any] = {"read_only": False, "quota": 0, "schedule": [], "origin": None}
+#: Set by the store itself (a clone's "dataset@snapshot"), never by users.
+INTERNAL = {"origin"}
 
 
 def _check(key: str, value: Any) -> Any:
@@ -26,6 +28,9 @@ def _check(key: str, value: Any) -> Any:
     elif key == "quota":
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise FsError(errno.EINVAL, "quota must be a number of bytes >= 0 (0: no quota)")
+    elif key == "origin":
+        if value is not None and not isinstance(value, str):
+            raise FsError(errno.EINVAL, "origin is DATASET@SNAPSHOT")
     elif key == "schedule":
         if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
             raise FsError(errno.EINVAL, 'schedule must be a list like [{"name": "hourly", "every": "1h", "keep": 24}]')
@@ -56,6 +61,11 @@ class Properties:
                 if value != DEFAULTS[key]:
                     db.execute("INSERT INTO properties VALUES (?, ?, ?)", [ds, key, json.dumps(value)])
         return self.get(ds)
+
+    def with_origin(self) -> dict[int, str]:
+        """dataset id -> origin snapshot, for every clone."""
+        rows = self._cat.query("SELECT dataset, value FROM properties WHERE key = 'origin'")
+        return {ds: json.loads(value) for ds, value in rows}
 
     def drop(self, ds: int) -> None:
         with self._cat.transaction() as db:

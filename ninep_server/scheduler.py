@@ -103,16 +103,27 @@ class SnapshotScheduler:
         self._list = list_names
         self._clock = clock
 
-    async def run(self, schedules: list[Schedule]) -> None:
+    async def run(self, current: Callable[[], Awaitable[set[Schedule]]], changed: Callable[[], trio.Event]) -> None:
+        """Keep one task per schedule ``current()`` returns, re-read when ``changed()`` fires."""
+        running: dict[Schedule, trio.CancelScope] = {}
         async with trio.open_nursery() as nursery:
-            for schedule in schedules:
-                nursery.start_soon(self._run_one, schedule)
+            while True:
+                event = changed()
+                wanted = await current()
+                for schedule in set(running) - wanted:
+                    running.pop(schedule).cancel()
+                for schedule in wanted - set(running):
+                    running[schedule] = await nursery.start(self._run_one, schedule)
+                with trio.move_on_after(60):  # also catch changes made behind our back
+                    await event.wait()
 
-    async def _run_one(self, schedule: Schedule) -> None:
-        while True:
-            due = schedule.next_due(self._clock())
-            await trio.sleep(max(0.0, due - self._clock()))
-            await self.take(schedule, due)
+    async def _run_one(self, schedule: Schedule, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            while True:
+                due = schedule.next_due(self._clock())
+                await trio.sleep(max(0.0, due - self._clock()))
+                await self.take(schedule, due)
 
     async def take(self, schedule: Schedule, when: float) -> str | None:
         """Take one scheduled snapshot and prune; errors are logged, not raised."""

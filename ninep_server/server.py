@@ -27,7 +27,7 @@ from .admin.jobs import JobManager
 from .admin.operations import Operations
 from .locks import LockTable
 from .metrics import ServerMetrics
-from .scheduler import SnapshotScheduler
+from .scheduler import SnapshotScheduler, parse_schedules
 from .session import Session
 from .snapdir import SNAPDIR_NAME, SNAPDIR_QID_BASE, SnapshotDirectory, snapshot_qid_base
 
@@ -52,6 +52,7 @@ class Server:
         self._io_limiter = trio.CapacityLimiter(8)
         self.operations = Operations(store)
         self.jobs = JobManager()
+        self._schedules_changed = trio.Event()
         self.scheduler = SnapshotScheduler(self.create_snapshot, self.delete_snapshot, self._snapshot_names, time.time)
         self.admin_listening: list[str] = []
         self._commit_lock = trio.Lock()
@@ -72,7 +73,8 @@ class Server:
         view = self._views.get(aname)
         if view is None:
             volume = self.store.volume(aname)
-            view = View(aname, volume, export, read_only=export.read_only, kind=LIVE, dataset=aname)
+            read_only = export.read_only or self.store.dataset_properties(aname)["read_only"]
+            view = View(aname, volume, export, read_only=read_only, kind=LIVE, dataset=aname)
             self._views[aname] = view
         return view
 
@@ -121,6 +123,25 @@ class Server:
             info = await trio.to_thread.run_sync(self.store.create_snapshot, dataset, name)
         log.info("snapshot created", dataset=dataset, snapshot=name, generation=info.gen)
         return info
+
+    async def _schedules(self) -> set:
+        """Snapshot schedules from the configuration and from dataset properties."""
+        wanted = {sch for e in self.config.exports.values() for sch in e.schedules}
+        rows = await trio.to_thread.run_sync(self.operations.list_datasets)
+        for row in rows:
+            try:
+                wanted |= set(parse_schedules(row["name"], row["schedule"]))
+            except ValueError as exc:
+                log.error("ignoring a bad snapshot schedule", dataset=row["name"], error=str(exc))
+        return wanted
+
+    def properties_changed(self, dataset: str, props: dict) -> None:
+        """Apply a dataset's new properties to what is being served."""
+        view = self._views.get(dataset)
+        if view is not None:
+            view.read_only = view.export.read_only or props["read_only"]
+        self._schedules_changed.set()
+        self._schedules_changed = trio.Event()
 
     async def _snapshot_names(self, dataset: str) -> list[str]:
         return [s.name for s in await trio.to_thread.run_sync(self.store.snapshots, dataset)]
@@ -209,6 +230,13 @@ class Server:
     def forget_snapshot_view(self, dataset: str, name: str) -> None:
         self._views.pop(f"{dataset}@{name}", None)
 
+    def forget_dataset(self, dataset: str) -> None:
+        """Drop every cached view of a deleted dataset."""
+        for key in [k for k, v in self._views.items() if v.dataset == dataset]:
+            del self._views[key]
+        self._schedules_changed.set()
+        self._schedules_changed = trio.Event()
+
     async def _serve_admin(self, sock: socket.socket, token: str | None, *, task_status=trio.TASK_STATUS_IGNORED):
         from hypercorn.config import Config as HypercornConfig
         from hypercorn.trio import serve as hypercorn_serve
@@ -289,9 +317,7 @@ class Server:
                 nursery.start_soon(self._commit_loop)
                 nursery.start_soon(self._gc_loop)
                 self.jobs.bind(nursery)
-                schedules = [sch for e in self.config.exports.values() for sch in e.schedules]
-                if schedules:
-                    nursery.start_soon(self.scheduler.run, schedules)
+                nursery.start_soon(self.scheduler.run, self._schedules, lambda: self._schedules_changed)
                 for sock, token in admin:
                     await nursery.start(self._serve_admin, sock, token)
                 async with trio.open_nursery() as sessions:

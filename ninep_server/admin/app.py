@@ -100,7 +100,14 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
         name = request.path_params["name"]
         if request.method == "DELETE":
             server.check_dataset_deletable(name)
-            return ok(await run(lambda ops: ops.delete_dataset(name)))
+            result = await run(lambda ops: ops.delete_dataset(name))
+            server.forget_dataset(name)
+            return ok(result)
+        if request.method == "PATCH":
+            body = await _json_body(request)
+            updated = await run(lambda ops: ops.set_dataset(name, body))
+            server.properties_changed(name, updated)
+            return ok(updated)
         found = [d for d in await run(lambda ops: ops.list_datasets()) if d["name"] == name]
         if not found:
             raise ApiError(404, "not_found", f"no dataset named {name!r}")
@@ -196,7 +203,7 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
         Route("/openapi.json", openapi),
         Route("/v1/status", status),
         Route("/v1/datasets", datasets, methods=["GET", "POST"]),
-        Route("/v1/datasets/{name}", dataset, methods=["GET", "DELETE"]),
+        Route("/v1/datasets/{name}", dataset, methods=["GET", "PATCH", "DELETE"]),
         Route("/v1/snapshots", all_snapshots, methods=["GET"]),
         Route("/v1/datasets/{name}/snapshots", snapshots, methods=["GET", "POST"]),
         Route("/v1/datasets/{name}/snapshots/{snapshot}", snapshot, methods=["GET", "DELETE"]),

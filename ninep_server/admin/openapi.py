@@ -59,8 +59,35 @@ OPENAPI: dict = {
             },
             "Dataset": {
                 "type": "object",
-                "required": ["name", "snapshots"],
-                "properties": {"name": {"type": "string"}, "snapshots": {"type": "integer", "minimum": 0}},
+                "required": ["name", "created", "created_ns", "snapshots", "read_only", "quota", "schedule", "origin"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "created": {"type": "string"},
+                    "created_ns": {"type": "integer"},
+                    "snapshots": {"type": "integer", "minimum": 0},
+                    "read_only": {"type": "boolean"},
+                    "quota": {"type": "integer", "minimum": 0, "description": "bytes of the live tree; 0: none"},
+                    "schedule": {"type": "array", "items": _ref("Schedule")},
+                    "origin": {"type": "string", "nullable": True, "description": "DATASET@SNAPSHOT of a clone"},
+                },
+            },
+            "Schedule": {
+                "type": "object",
+                "required": ["name", "every", "keep"],
+                "properties": {
+                    "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,20}$"},
+                    "every": {"type": "string", "description": "30s, 15m, 1h, 1d, 1w or seconds"},
+                    "keep": {"type": "integer", "minimum": 1},
+                },
+            },
+            "DatasetProperties": {
+                "type": "object",
+                "properties": {
+                    "read_only": {"type": "boolean"},
+                    "quota": {"type": "integer", "minimum": 0},
+                    "schedule": {"type": "array", "items": _ref("Schedule")},
+                },
+                "additionalProperties": False,
             },
             "Snapshot": {
                 "type": "object",
@@ -152,8 +179,13 @@ OPENAPI: dict = {
         "/v1/datasets/{name}": {
             "parameters": [_DS],
             "get": {"summary": "One dataset", "responses": {"200": _ok(_ref("Dataset")), "404": _error("No such dataset"), **_COMMON_ERRORS}},
+            "patch": {
+                "summary": "Set properties: read_only, quota (EDQUOT past it; statfs shows it), snapshot schedule",
+                "requestBody": _body(_ref("DatasetProperties")),
+                "responses": {"200": _ok(_ref("Dataset")), "404": _error("No such dataset"), **_COMMON_ERRORS},
+            },
             "delete": {
-                "summary": "Delete a dataset (refused while clients use it or it has clones)",
+                "summary": "Delete a dataset (refused while clients use it, the configuration exports it, or it has clones)",
                 "responses": {
                     "200": _ok(_ref("Result")),
                     "404": _error("No such dataset"),

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import re
 
 from cas import FsError, Store
 from cas.fsck import fsck
+from cas.properties import INTERNAL
 from cas.gc import collect
 from cas.scrub import scrub
 from cas.stats import collect_stats
 from cas.transfer import export_size, export_tree, import_tree, scan_size
 
+from ..scheduler import parse_schedules
 from .jobs import jsonable
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -29,8 +32,6 @@ def _when(ns: int) -> str:
 
 
 def check_name(kind: str, name: str) -> None:
-    import errno
-
     if not NAME_RE.fullmatch(name or ""):
         raise FsError(errno.EINVAL, f"invalid {kind} name {name!r}: use [A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}")
 
@@ -47,11 +48,31 @@ class Operations:
         counts: dict[str, int] = {}
         for snap in self.store.snapshots():
             counts[snap.dataset] = counts.get(snap.dataset, 0) + 1
-        rows = self.store.catalog.query("SELECT name, created_ns FROM datasets ORDER BY id")
+        rows = self.store.catalog.query("SELECT id, name, created_ns FROM datasets ORDER BY id")
+        props = self.store.properties
         return [
-            {"name": name, "created": _when(ns), "created_ns": ns, "snapshots": counts.get(name, 0)}
-            for name, ns in rows
+            {"name": name, "created": _when(ns), "created_ns": ns, "snapshots": counts.get(name, 0), **props.get(ds)}
+            for ds, name, ns in rows
         ]
+
+    def set_dataset(self, name: str, values: dict) -> dict:
+        """Change properties: read_only, quota (bytes, 0 = none), schedule."""
+        internal = set(values) & INTERNAL
+        if internal:
+            raise FsError(errno.EINVAL, f"{', '.join(sorted(internal))} cannot be set")
+        if "schedule" in values:
+            try:
+                parse_schedules(name, values["schedule"])
+            except ValueError as exc:
+                raise FsError(errno.EINVAL, f"bad schedule: {exc}") from None
+        self.store.set_dataset_properties(name, values)
+        return next(d for d in self.list_datasets() if d["name"] == name)
+
+    def _clones_of(self, prefix: str) -> list[str]:
+        """Datasets cloned from a snapshot whose name starts with ``prefix``."""
+        origins = self.store.properties.with_origin()
+        names = dict((ds, n) for ds, n, _ in self.store.catalog.datasets())
+        return sorted(names[ds] for ds, origin in origins.items() if ds in names and origin and origin.startswith(prefix))
 
     def create_dataset(self, name: str) -> dict:
         check_name("dataset", name)
@@ -59,6 +80,9 @@ class Operations:
         return next(d for d in self.list_datasets() if d["name"] == name)
 
     def delete_dataset(self, name: str) -> dict:
+        clones = self._clones_of(f"{name}@")
+        if clones:
+            raise FsError(errno.EBUSY, f"{name} has clones ({', '.join(clones)}); delete them first")
         self.store.delete_dataset(name)
         return {"deleted": name}
 
@@ -77,6 +101,10 @@ class Operations:
         return self._snapshot(self.store.create_snapshot(dataset, name))
 
     def delete_snapshot(self, dataset: str, name: str) -> dict:
+        clones = self._clones_of(f"{dataset}@{name}")
+        clones = [c for c in clones if self.store.properties.get(self._ds_id(c))["origin"] == f"{dataset}@{name}"]
+        if clones:
+            raise FsError(errno.EBUSY, f"{dataset}@{name} is the origin of {', '.join(clones)}; delete them first")
         self.store.delete_snapshot(dataset, name)
         return {"deleted": f"{dataset}@{name}"}
 
@@ -84,9 +112,13 @@ class Operations:
         self.store.rollback(dataset, name)
         return {"dataset": dataset, "rolled_back_to": name}
 
+    def _ds_id(self, name: str) -> int:
+        return next(ds for ds, n, _ in self.store.catalog.datasets() if n == name)
+
     def clone(self, dataset: str, name: str, new_dataset: str) -> dict:
         check_name("dataset", new_dataset)
         self.store.clone(dataset, name, new_dataset)
+        self.store.properties.set(self._ds_id(new_dataset), {"origin": f"{dataset}@{name}"})
         return {"dataset": new_dataset, "origin": f"{dataset}@{name}"}
 
     def diff(self, dataset: str, a: str, b: str | None = None) -> list[dict]:

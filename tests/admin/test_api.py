@@ -137,3 +137,69 @@ async def test_stats(live, api):
     main = [d for d in stats["datasets"] if d["name"] == "main"][0]
     assert main["files"] == 2 and main["logical_bytes"] == 600_000
     assert 1.9 <= main["dedup_ratio"] <= 2.1
+
+
+async def test_dataset_properties_quota_and_read_only(live, api):
+    import errno as _errno
+
+    from ninep_server.client import NinepError
+
+    assert_error(await api.patch("/v1/datasets/main", json={"quota": -5}), 400, "invalid_argument")
+    assert_error(await api.patch("/v1/datasets/main", json={"color": "red"}), 400, "invalid_argument")
+    assert_error(await api.patch("/v1/datasets/main", json={"origin": "x@y"}), 400, "invalid_argument")
+    assert_error(await api.patch("/v1/datasets/nope", json={"quota": 5}), 404, "not_found")
+    r = await api.patch("/v1/datasets/main", json={"quota": 1_000_000})
+    assert r.status_code == 200 and r.json()["quota"] == 1_000_000
+    async with live.connect() as c:
+        s = await c.statfs(c.root_fid)
+        assert s.blocks == 1_000_000 // s.bsize
+        await c.write_file(b"fits", bytes(900_000))
+        with pytest.raises(NinepError) as info:
+            await c.write_file(b"too-much", bytes(200_000))
+        assert info.value.errno == _errno.EDQUOT
+        await c.unlink(b"too-much")
+        await c.unlink(b"fits")  # space frees after delete (and gc reclaims the chunks)
+        await c.write_file(b"again", bytes(900_000))
+        job = await _wait_job(api, (await api.post("/v1/jobs", json={"kind": "gc"})).json())
+        assert job["state"] == "succeeded"
+        # read_only applies at once to what is served
+        assert (await api.patch("/v1/datasets/main", json={"read_only": True})).json()["read_only"] is True
+        root = await c.walk_path(b"")
+        with pytest.raises(NinepError) as info:
+            await c.mkdir(root, b"d")
+        assert info.value.errno == _errno.EROFS
+        await api.patch("/v1/datasets/main", json={"read_only": False, "quota": 0})
+        await c.mkdir(root, b"d")
+
+
+async def test_snapshots_through_the_api_and_clone_protection(live, api):
+    async with live.connect() as c:
+        await c.write_file(b"f", b"one")
+    r = await api.post("/v1/datasets/main/snapshots", json={"name": "s1"})
+    assert r.status_code == 201 and r.json()["name"] == "s1"
+    assert_error(await api.post("/v1/datasets/main/snapshots", json={"name": "s1"}), 409, "already_exists")
+    assert_error(await api.post("/v1/datasets/main/snapshots", json={"name": "../x"}), 400, "invalid_argument")
+    assert_error(await api.post("/v1/datasets/nope/snapshots", json={"name": "x"}), 404, "not_found")
+    assert [s["name"] for s in (await api.get("/v1/datasets/main/snapshots")).json()] == ["s1"]
+    assert (await api.get("/v1/snapshots")).json()[0]["dataset"] == "main"
+    assert (await api.get("/v1/datasets/main/snapshots/s1")).json()["name"] == "s1"
+    assert_error(await api.get("/v1/datasets/main/snapshots/s9"), 404, "not_found")
+    async with live.connect() as c:
+        await c.write_file(b"f", b"two")
+        await c.write_file(b"g", b"new")
+    diff = (await api.get("/v1/datasets/main/diff", params={"from": "s1"})).json()
+    assert {(d["kind"], d["path"]) for d in diff} == {("M", "/"), ("M", "/f"), ("+", "/g")}
+    assert_error(await api.get("/v1/datasets/main/diff"), 400, "invalid_argument")
+    r = await api.post("/v1/datasets/main/snapshots/s1/clone", json={"name": "copy"})
+    assert r.status_code == 201
+    assert (await api.get("/v1/datasets/copy")).json()["origin"] == "main@s1"
+    async with live.connect(aname=b"copy") as c:
+        assert await c.read_file(b"f") == b"one"
+    assert_error(await api.delete("/v1/datasets/main/snapshots/s1"), 409, "busy")
+    assert_error(await api.delete("/v1/datasets/main"), 409, "busy")
+    r = await api.post("/v1/datasets/main/snapshots/s1/rollback")
+    assert r.status_code == 200
+    async with live.connect() as c:
+        assert await c.read_file(b"f") == b"one" and not await c.exists(b"g")
+    assert (await api.delete("/v1/datasets/copy")).status_code == 200
+    assert (await api.delete("/v1/datasets/main/snapshots/s1")).status_code == 200
