@@ -27,6 +27,7 @@ from __future__ import annotations
 from .catalog import Catalog
 from .records import DiffEntry
 from .snaprows import visible
+from .views import read_cursor
 
 _COMPARED = ("mode", "uid", "gid", "nlink", "rdev", "size", "mtime", "dver", "target")
 
@@ -89,6 +90,7 @@ SELECT DISTINCT kind, path, old_path, ord FROM out ORDER BY path, ord, old_path
 
 def diff(cat: Catalog, ds: int, root: int, ga: int, gb: int | None) -> list[DiffEntry]:
     """Changes in dataset ``ds`` from generation ``ga`` to ``gb`` (None: the live tree)."""
-    rows = cat.read(diff_sql(ds, root, ga, gb))
+    with read_cursor(cat) as cur:  # a private cursor: live cache misses need not wait for us
+        rows = cur.execute(diff_sql(ds, root, ga, gb)).fetchall()
     return [DiffEntry(kind, bytes(path) or b"/", bytes(old) or b"/" if old is not None else None)
             for kind, path, old, _ in rows]
