@@ -15,6 +15,7 @@ Example ``ninep.toml``::
     socket = "/run/ninep/admin.sock"   # default: <store>/admin.sock, mode 0600
     listen = "tcp:127.0.0.1:5641"      # optional; needs a token
     token_file = "/etc/ninep/admin-token"
+    transfer_roots = ["/srv/import"]   # TCP clients may import/export only here
 
     [exports.main]
     read_only = false
@@ -92,6 +93,7 @@ class ServerConfig:
     admin_socket: str | None = None  # None: <store>/admin.sock; "" disables it
     admin_listen: str | None = None  # "tcp:HOST:PORT": also serve the admin API on TCP
     admin_token: str | None = None  # bearer token the TCP admin listener requires
+    admin_transfer_roots: tuple[str, ...] = ()  # where TCP admin clients may import from / export to
 
     def export(self, dataset: str) -> ExportConfig | None:
         """The export settings for a dataset, or None if it is not exported."""
@@ -154,10 +156,17 @@ def parse_config(data: dict, source: str = "config") -> ServerConfig:
 
 
 def _parse_admin(table: dict, source: str) -> dict:
-    unknown = set(table) - {"socket", "listen", "token", "token_file"}
+    unknown = set(table) - {"socket", "listen", "token", "token_file", "transfer_roots"}
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) admin.{sorted(unknown)}; known: socket, listen, token, token_file")
+        raise ConfigError(
+            f"{source}: unknown key(s) admin.{sorted(unknown)}; known: socket, listen, token, token_file, transfer_roots"
+        )
     out: dict = {}
+    if "transfer_roots" in table:
+        roots = table["transfer_roots"]
+        if not isinstance(roots, list) or not all(isinstance(r, str) and r.startswith("/") for r in roots):
+            raise ConfigError(f"{source}: admin.transfer_roots must be a list of absolute paths")
+        out["admin_transfer_roots"] = tuple(roots)
     if "socket" in table:
         out["admin_socket"] = str(table["socket"])
     if "listen" in table:

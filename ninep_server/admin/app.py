@@ -45,9 +45,16 @@ class _TokenMiddleware:
         await self.app(scope, receive, send)
 
 
-async def _json_body(request: Request) -> dict:
+_JOB_FIELDS = {
+    "kind": str, "dry_run": bool, "repair": bool, "source": str, "dataset": str, "path": str, "dest": str, "snapshot": str,
+}  # fmt: skip
+
+
+async def _json_body(request: Request, *, required: bool = False) -> dict:
     raw = await request.body()
     if not raw:
+        if required:
+            raise bad_request("a JSON object body is required")
         return {}
     try:
         body = json.loads(raw)
@@ -66,7 +73,21 @@ def _str_field(body: dict, key: str) -> str:
 
 
 def create_app(server: Server, *, token: str | None = None) -> Starlette:
-    """The admin ASGI app for one server; with ``token``, requests need it."""
+    """The admin ASGI app for one server; with ``token``, requests need it.
+
+    Over the owner-only unix socket, import and export may use any path on
+    the server's host (the caller is the server's own user). Over TCP they
+    are limited to the configured ``[admin] transfer_roots``.
+    """
+    roots = None if token is None else [os.path.realpath(r) for r in server.config.admin_transfer_roots]
+
+    def allowed_path(path: str, what: str) -> str:
+        if not os.path.isabs(path):
+            raise bad_request(f"{what} must be an absolute path on the server's host")
+        real = os.path.realpath(path)
+        if roots is not None and not any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots):
+            raise ApiError(403, "forbidden", f"{what} is outside [admin] transfer_roots")
+        return real
 
     async def run(fn, *args, **kwargs):
         try:
@@ -104,7 +125,7 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
             server.forget_dataset(name)
             return ok(result)
         if request.method == "PATCH":
-            body = await _json_body(request)
+            body = await _json_body(request, required=True)
             updated = await run(lambda ops: ops.set_dataset(name, body))
             server.properties_changed(name, updated)
             return ok(updated)
@@ -171,21 +192,35 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
             path = body.get("path") or "/"
             if not isinstance(path, str):
                 raise bad_request("field 'path' must be a string")
+            source = allowed_path(source, "source")
             if not os.path.isdir(source):
                 raise bad_request(f"source {source!r} is not a directory on the server's host")
             params = {"source": source, "dataset": dataset, "path": path}
             return params, lambda ops, progress: ops.import_tree(source, dataset, path, progress=progress)
         if kind == "export":
             dataset, dest = _str_field(body, "dataset"), _str_field(body, "dest")
+            dest = allowed_path(dest, "dest")
             snapshot, path = body.get("snapshot") or None, body.get("path") or "/"
+            if not isinstance(path, str) or not (snapshot is None or isinstance(snapshot, str)):
+                raise bad_request("fields 'path' and 'snapshot' must be strings")
             params = {"dataset": dataset, "dest": dest, "snapshot": snapshot, "path": path}
             return params, lambda ops, progress: ops.export_tree(dataset, dest, snapshot, path, progress=progress)
         raise bad_request(f"unknown job kind {kind!r}: use gc, scrub, fsck, import or export")
 
     async def jobs(request: Request):
         if request.method == "POST":
-            body = await _json_body(request)
+            body = await _json_body(request, required=True)
+            for key, value in body.items():
+                want = _JOB_FIELDS.get(key)
+                if want is None:
+                    raise bad_request(f"unknown field {key!r}")
+                if not isinstance(value, want):
+                    raise bad_request(f"field {key!r} must be a {want.__name__}")
             kind = _str_field(body, "kind")
+            allowed = {"gc": {"dry_run"}, "scrub": set(), "fsck": {"repair"}, "import": {"source", "dataset", "path"},
+                       "export": {"dataset", "dest", "snapshot", "path"}}.get(kind)  # fmt: skip
+            if allowed is not None and set(body) - allowed - {"kind"}:
+                raise bad_request(f"fields {sorted(set(body) - allowed - {'kind'})} do not apply to a {kind} job")
             params, work = _job_body(kind, body)
             job = server.start_job(kind, params, work)
             return ok(job.to_dict(), 202)
@@ -221,7 +256,9 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
     async def not_found(request: Request, exc):
         status = getattr(exc, "status_code", 404)
         code = {404: "no_such_endpoint", 405: "method_not_allowed"}.get(status, "http_error")
-        return ApiError(status, code, getattr(exc, "detail", "") or code).response()
+        response = ApiError(status, code, getattr(exc, "detail", "") or code).response()
+        response.headers.update(getattr(exc, "headers", None) or {})  # e.g. Allow on a 405
+        return response
 
     async def internal(request: Request, exc: Exception):
         return ApiError(500, "internal", f"{type(exc).__name__}: {exc}").response()

@@ -76,9 +76,10 @@ OPENAPI: dict = {
                 "required": ["name", "every", "keep"],
                 "properties": {
                     "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,20}$"},
-                    "every": {"type": "string", "description": "30s, 15m, 1h, 1d, 1w or seconds"},
+                    "every": {"type": "string", "pattern": "^[1-9][0-9]{0,8}[smhdw]?$", "description": "30s, 15m, 1h, 1d, 1w or seconds"},
                     "keep": {"type": "integer", "minimum": 1},
                 },
+                "additionalProperties": False,
             },
             "DatasetProperties": {
                 "type": "object",
@@ -127,18 +128,49 @@ OPENAPI: dict = {
                 },
             },
             "JobRequest": {
-                "type": "object",
-                "required": ["kind"],
-                "properties": {
-                    "kind": {"type": "string", "enum": ["gc", "scrub", "fsck", "import", "export"]},
-                    "dry_run": {"type": "boolean", "description": "gc: report only"},
-                    "repair": {"type": "boolean", "description": "fsck: fix what can be fixed"},
-                    "source": {"type": "string", "description": "import: a directory on the server's host"},
-                    "dataset": {"type": "string", "description": "import/export: the dataset"},
-                    "path": {"type": "string", "description": "import/export: path inside the dataset"},
-                    "dest": {"type": "string", "description": "export: a directory on the server's host"},
-                    "snapshot": {"type": "string", "description": "export: a snapshot instead of the live tree"},
-                },
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "required": ["kind"],
+                        "properties": {"kind": {"type": "string", "enum": ["gc"]}, "dry_run": {"type": "boolean"}},
+                        "additionalProperties": False,
+                    },
+                    {
+                        "type": "object",
+                        "required": ["kind"],
+                        "properties": {"kind": {"type": "string", "enum": ["scrub"]}},
+                        "additionalProperties": False,
+                    },
+                    {
+                        "type": "object",
+                        "required": ["kind"],
+                        "properties": {"kind": {"type": "string", "enum": ["fsck"]}, "repair": {"type": "boolean"}},
+                        "additionalProperties": False,
+                    },
+                    {
+                        "type": "object",
+                        "required": ["kind", "source", "dataset"],
+                        "properties": {
+                            "kind": {"type": "string", "enum": ["import"]},
+                            "source": {"type": "string", "pattern": "^/", "description": "a directory on the server's host"},
+                            "dataset": _NAME,
+                            "path": {"type": "string", "pattern": "^/"},
+                        },
+                        "additionalProperties": False,
+                    },
+                    {
+                        "type": "object",
+                        "required": ["kind", "dataset", "dest"],
+                        "properties": {
+                            "kind": {"type": "string", "enum": ["export"]},
+                            "dataset": _NAME,
+                            "dest": {"type": "string", "pattern": "^/", "description": "a directory on the server's host"},
+                            "snapshot": _NAME,
+                            "path": {"type": "string", "pattern": "^/"},
+                        },
+                        "additionalProperties": False,
+                    },
+                ]
             },
             "NameRequest": {"type": "object", "required": ["name"], "properties": {"name": _NAME}},
             "Status": {"type": "object"},
@@ -244,7 +276,12 @@ OPENAPI: dict = {
             "post": {
                 "summary": "Start a gc, scrub, fsck, import or export job",
                 "requestBody": _body(_ref("JobRequest")),
-                "responses": {"202": _ok(_ref("Job"), "Started"), **_COMMON_ERRORS},
+                "responses": {
+                    "202": _ok(_ref("Job"), "Started"),
+                    "403": _error("Path outside [admin] transfer_roots (TCP listener)"),
+                    "404": _error("No such dataset or snapshot"),
+                    **_COMMON_ERRORS,
+                },
             },
         },
         "/v1/jobs/{id}": {

@@ -25,6 +25,7 @@ from ..scheduler import parse_schedules
 from .jobs import jsonable
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+EVERY_RE = re.compile(r"[1-9][0-9]{0,8}[smhdw]?")
 
 
 def _when(ns: int) -> str:
@@ -61,6 +62,18 @@ class Operations:
         if internal:
             raise FsError(errno.EINVAL, f"{', '.join(sorted(internal))} cannot be set")
         if "schedule" in values:
+            entries = values["schedule"]
+            if not isinstance(entries, list) or not all(
+                isinstance(e, dict)
+                and set(e) == {"name", "every", "keep"}
+                and isinstance(e["name"], str)
+                and isinstance(e["every"], str)
+                and EVERY_RE.fullmatch(e["every"])
+                and isinstance(e["keep"], int)
+                and not isinstance(e["keep"], bool)
+                for e in entries
+            ):
+                raise FsError(errno.EINVAL, 'schedule must be a list like [{"name": "hourly", "every": "1h", "keep": 24}]')
             try:
                 parse_schedules(name, values["schedule"])
             except ValueError as exc:
