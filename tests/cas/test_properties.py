@@ -70,7 +70,7 @@ def test_hard_links_and_open_unlinked_files_count_once(store):
 
 
 def test_properties_validate_persist_and_go_with_the_dataset(store):
-    assert store.dataset_properties("main") == {"read_only": False, "quota": 0, "schedule": []}
+    assert store.dataset_properties("main") == {"read_only": False, "quota": 0, "schedule": [], "origin": None}
     sched = [{"name": "hourly", "every": "1h", "keep": 24}]
     store.set_dataset_properties("main", {"read_only": True, "schedule": sched})
     assert store.dataset_properties("main")["schedule"] == sched

@@ -53,8 +53,8 @@ def _mutations(n: int):
         (("dataset", "create", f"extra{n}"), f"created dataset extra{n}\n"),
         (("snapshot", "create", f"main@m{n}"), f"created main@m{n}\n"),
         (("snapshot", "clone", f"main@m{n}", f"clone{n}"), f"cloned main@m{n} into clone{n}\n"),
-        (("snapshot", "delete", f"main@m{n}"), f"deleted main@m{n}\n"),
         (("dataset", "delete", f"clone{n}"), f"deleted dataset clone{n}\n"),
+        (("snapshot", "delete", f"main@m{n}"), f"deleted main@m{n}\n"),
     ]
 
 
