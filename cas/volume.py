@@ -97,11 +97,15 @@ class Volume:
         self._bufinodes: set[int] = set()   # inodes with dirty chunk buffers
         self._flushing = False
         self._dlocks = [threading.Lock() for _ in range(64)]
+        self._dgate = threading.Event()     # cleared while a commit takes every data lock
+        self._dgate.set()
         self._gone: set[int] = set()        # freed inodes whose rows may still be in the catalog
         #: Quota on the live tree's logical bytes (sum of file sizes), 0 for none;
         #: like ZFS refquota: snapshots don't count. Exceeding it is EDQUOT.
         self.quota = 0
         self._logical: int | None = None    # live logical bytes, loaded on first use
+        self.cache_hits = 0                 # inode lookups served from memory
+        self.cache_misses = 0               # ... and loaded from the catalog
 
     def _reset_dirty(self) -> None:
         self._d_inodes: set[int] = set()
@@ -121,7 +125,9 @@ class Volume:
     def _get(self, ino: int) -> Inode:
         node = self._inodes.get(ino)
         if node is not None:
+            self.cache_hits += 1
             return node
+        self.cache_misses += 1
         if ino in self._gone:
             raise _err(errno.ENOENT, f"inode {ino}")
         row = self._cat.load_inode(ino)
@@ -292,6 +298,8 @@ class Volume:
 
     def _data_lock(self, ino: int, for_size: bool = False) -> threading.Lock:
         """The striped lock that serializes writes and truncates of ``ino``."""
+        if not self._dgate.is_set():
+            self._dgate.wait()  # a commit is taking the data locks (Store._quiesce)
         with self._lock:
             node = self._get(ino)
             fmt = node.mode & _IFMT
@@ -634,6 +642,11 @@ class Volume:
                 if attempt == 2:
                     raise _err(errno.EIO, f"missing chunk {exc.filename}") from exc
         raise AssertionError("unreachable")
+
+    @property
+    def dirty_bytes(self) -> int:
+        """File data buffered in memory and not yet stored as chunks."""
+        return self._bufbytes
 
     def logical_bytes(self) -> int:
         """Sum of the sizes of the live tree's regular files (each inode once)."""

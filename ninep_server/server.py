@@ -52,6 +52,7 @@ class Server:
         self._io_limiter = trio.CapacityLimiter(8)
         self.operations = Operations(store)
         self.jobs = JobManager()
+        self._space_cache: tuple[float, tuple[int, int, float]] | None = None
         self._schedules_changed = trio.Event()
         self.scheduler = SnapshotScheduler(self.create_snapshot, self.delete_snapshot, self._snapshot_names, time.time)
         self.admin_listening: list[str] = []
@@ -172,10 +173,31 @@ class Server:
         self.metrics.written_bytes.inc(n)
 
     def _gauges(self) -> dict[str, tuple[str, float]]:
+        """Figures read at scrape time (in a worker thread)."""
+        volumes = [v.volume for v in list(self._views.values()) if v.kind == LIVE]
+        hits = sum(v.cache_hits for v in volumes)
+        misses = sum(v.cache_misses for v in volumes)
+        space = self._space_figures()
         return {
             "ninep_connected_clients": ("Connected 9P sessions", len(self.sessions)),
             "ninep_uptime_seconds": ("Seconds since the server started", time.time() - self.started),
+            "ninep_dirty_bytes": ("File data buffered in memory, not yet stored", sum(v.dirty_bytes for v in volumes)),
+            "ninep_cache_hit_ratio": ("Inode lookups served from memory", hits / (hits + misses) if hits + misses else 1.0),
+            "ninep_chunk_store_bytes": ("Bytes of unique chunks the catalog references", space[0]),
+            "ninep_chunks": ("Unique chunks the catalog references", space[1]),
+            "ninep_dedup_ratio": ("Bytes referenced by all files and snapshots / unique chunk bytes", space[2]),
         }
+
+    def _space_figures(self) -> tuple[int, int, float]:
+        """(unique bytes, chunks, dedup ratio) from the catalog, cached for 30 s."""
+        now = time.monotonic()
+        if self._space_cache is None or now - self._space_cache[0] > 30:
+            unique, count = self.store.catalog.read(
+                "SELECT coalesce(sum(length), 0), count(*) FROM (SELECT DISTINCT hash, length FROM extents)"
+            )[0]
+            (referenced,) = self.store.catalog.read("SELECT coalesce(sum(length), 0) FROM extents")[0]
+            self._space_cache = (now, (int(unique), int(count), referenced / unique if unique else 1.0))
+        return self._space_cache[1]
 
     # -- admin -----------------------------------------------------------------
 

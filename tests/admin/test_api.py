@@ -86,6 +86,9 @@ async def test_status_and_metrics(live, api):
     assert "ninep_written_bytes_total 1000.0" in text
     assert "ninep_read_bytes_total 1000.0" in text
     assert "ninep_connected_clients" in text and "ninep_commit_seconds_count" in text
+    for gauge in ("ninep_dirty_bytes", "ninep_cache_hit_ratio", "ninep_chunk_store_bytes", "ninep_dedup_ratio"):
+        assert f"\n{gauge} " in text, gauge
+    assert 'ninep_request_seconds_bucket{le="0.001",type="Twalk"}' in text  # latency histograms
 
 
 async def _wait_job(api, job: dict) -> dict:
