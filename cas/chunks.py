@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import errno
 import os
+from typing import Callable, Iterator
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -221,31 +222,45 @@ class ChunkStore:
                 return False
 
     # -- enumeration -----------------------------------------------------
-    def __iter__(self) -> Iterator[str]:
-        """Yield the hash of every stored chunk (temporary files excluded)."""
+    def entries(self, on_dir: Callable[[], None] | None = None) -> Iterator[tuple[str, os.DirEntry]]:
+        """Yield (hash, directory entry) of every stored chunk, temporaries excluded.
+
+        ``on_dir()`` is called after each of the 256 fan-out directories (progress).
+        """
         for i in range(256):
             d = os.path.join(self.root, f"{i:02x}")
             try:
                 it = os.scandir(d)
             except FileNotFoundError:
-                continue
-            with it:
-                for e in it:
-                    n = e.name
-                    if len(n) == 64 and not n.startswith("."):
-                        yield n
+                it = None
+            if it is not None:
+                with it:
+                    for e in it:
+                        n = e.name
+                        if len(n) == 64 and not n.startswith("."):
+                            yield n, e
+            if on_dir:
+                on_dir()
+
+    def sizes(self, on_dir: Callable[[], None] | None = None) -> dict[str, int]:
+        """Every stored chunk with its size in bytes (chunks deleted meanwhile are skipped)."""
+        out: dict[str, int] = {}
+        for h, e in self.entries(on_dir):
+            try:
+                out[h] = e.stat(follow_symlinks=False).st_size
+            except FileNotFoundError:
+                pass
+        return out
+
+    def __iter__(self) -> Iterator[str]:
+        """Yield the hash of every stored chunk (temporary files excluded)."""
+        for h, _ in self.entries():
+            yield h
 
     def usage(self) -> tuple[int, int]:
         """Return (number of chunks, total bytes) by scanning the store."""
-        count = total = 0
-        for i in range(256):
-            d = os.path.join(self.root, f"{i:02x}")
-            with os.scandir(d) as it:
-                for e in it:
-                    if len(e.name) == 64:
-                        count += 1
-                        total += e.stat().st_size
-        return count, total
+        sizes = self.sizes()
+        return len(sizes), sum(sizes.values())
 
     def remove_temporaries(self) -> int:
         """Delete leftover temporary files from interrupted writes."""

@@ -76,23 +76,7 @@ class GcReport:
 
 def list_chunks(chunks, progress: Callable | None = None) -> dict[str, int]:
     """Every chunk file of ``chunks`` (a ChunkStore) with its size in bytes."""
-    out: dict[str, int] = {}
-    for i in range(256):
-        d = os.path.join(chunks.root, f"{i:02x}")
-        try:
-            it = os.scandir(d)
-        except FileNotFoundError:
-            continue
-        with it:
-            for e in it:
-                if len(e.name) == 64 and not e.name.startswith("."):
-                    try:
-                        out[e.name] = e.stat(follow_symlinks=False).st_size
-                    except FileNotFoundError:
-                        pass
-        if progress:
-            progress("list", 1, 256)
-    return out
+    return chunks.sizes((lambda: progress("list", 1, 256)) if progress else None)
 
 
 def referenced_hashes(catalog) -> set[str]:
