@@ -6,10 +6,9 @@ import ctypes
 import ctypes.util
 import errno
 import os
-from typing import Callable, Iterator
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import blake3
 import structlog

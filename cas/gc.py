@@ -40,7 +40,6 @@ The commit lock is held only per sweep batch (one anti-join and up to
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol

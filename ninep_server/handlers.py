@@ -20,7 +20,6 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 import structlog
-import trio
 
 from cas import XATTR_CREATE, XATTR_REPLACE, FsError
 
