@@ -15,7 +15,6 @@ import datetime as _dt
 import json
 import os
 import shutil
-import statistics
 import sys
 import time
 import traceback

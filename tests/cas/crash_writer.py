@@ -8,7 +8,6 @@ scratch writes around and runs a commit loop thread like the server does.
 """
 
 import hashlib
-import os
 import random
 import sys
 import threading

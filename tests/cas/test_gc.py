@@ -10,7 +10,6 @@ import pytest
 
 from cas import Store
 from cas import gc as gcmod
-from cas.chunks import chunk_hash
 from cas.fsck import fsck
 
 HAS_SNAPSHOTS = hasattr(Store, "create_snapshot")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import errno
 import stat
 
-import pytest
-import trio
 
 from ninep_server import protocol as p
 from ninep_server.config import parse_config
