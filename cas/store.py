@@ -27,6 +27,7 @@ import os
 import threading
 import time
 import zlib
+from contextlib import ExitStack, contextmanager
 
 import structlog
 
@@ -64,6 +65,10 @@ class GateLock:
 
     def __exit__(self, *exc):
         self._lock.release()
+
+    def owned(self) -> bool:
+        """True if the calling thread holds the lock."""
+        return self._lock._is_owned()
 
     def priority(self) -> "_Priority":
         return _Priority(self)
@@ -358,13 +363,36 @@ class Store:
             log.error("commit failed storing chunks", error=str(exc))
             raise FsError(exc.errno or errno.EIO, f"commit failed: {exc}") from exc
         batch = Batch()
-        caps = []
-        with self._lock.priority():
-            for vol, done in zip(vols, stored):
-                for node, items in done:
-                    vol._install(node, items)
-                caps.append(vol._capture(batch))
-            batch.next_ino = self._next_ino
+        caps: list = []
+        # Writes went on while the chunks were stored: a buffer may now hold bytes
+        # newer than what was stored, and a whole-chunk write may have grown the
+        # size before installing its chunks. Capturing now would record a size
+        # with older (shorter) extents: a torn file in the catalog and in any
+        # snapshot taken after this commit. So hold every data lock (no write or
+        # truncate in flight or starting), store what was dirtied meanwhile
+        # (O(bytes written during the store phase)), then capture.
+        with self._quiesce(vols):
+            with self._lock.priority():
+                for vol, done in zip(vols, stored):
+                    for node, items in done:
+                        vol._install(node, items)
+                jobs = [vol._snapshot_buffers() for vol in vols]
+                late = any(jobs)
+                if not late:
+                    self._capture(vols, batch, caps)
+            if late:
+                try:
+                    stored = [[(node, vol._store_chunks(items)) for node, items in job]
+                              for vol, job in zip(vols, jobs)]
+                except OSError as exc:
+                    self.last_commit_error = exc
+                    log.error("commit failed storing chunks", error=str(exc))
+                    raise FsError(exc.errno or errno.EIO, f"commit failed: {exc}") from exc
+                with self._lock.priority():
+                    for vol, done in zip(vols, stored):
+                        for node, items in done:
+                            vol._install(node, items)
+                    self._capture(vols, batch, caps)
         try:
             self._chunks.make_durable()
             dropped = self._catalog.apply(batch) if not batch.empty() else []
@@ -388,6 +416,33 @@ class Store:
             for h in cap.pins:
                 self._chunks.unpin(h)
         self._gc_hashes(candidates)
+
+    def _capture(self, vols: list, batch: Batch, caps: list) -> None:
+        """Capture every volume's dirty state into ``batch`` (store lock held)."""
+        for vol in vols:
+            caps.append(vol._capture(batch))
+        batch.next_ino = self._next_ino
+
+    @contextmanager
+    def _quiesce(self, vols: list):
+        """Hold the data locks of ``vols``: no write or truncate is half done meanwhile.
+
+        Lock order is commit lock, data locks, store lock. New data operations
+        wait at each volume's gate meanwhile, so a writer re-taking its data lock
+        in a loop cannot starve the commit. A caller that already holds the store
+        lock (rollback) keeps every mutation out and takes nothing.
+        """
+        if self._lock.owned():
+            yield
+            return
+        with ExitStack() as stack:
+            for vol in vols:
+                vol._dgate.clear()
+                stack.callback(vol._dgate.set)
+            for vol in vols:
+                for dlock in vol._dlocks:
+                    stack.enter_context(dlock)
+            yield
 
     def _gc_hashes(self, candidates: list[str]) -> int:
         """Delete candidate chunks that no catalog row and no pending write uses."""
