@@ -98,8 +98,15 @@ def install(node: Inode, idx: int, h: str | None, length: int, ver: int) -> tupl
     """Record that chunk ``idx`` at version ``ver`` is stored as ``h`` (None: all zeros).
 
     Returns (installed, replaced hash or None, change in buffered bytes).
-    Nothing happens if a newer version is already stored.
+    Nothing happens if a newer version is already stored, or if a truncate
+    after version ``ver`` cut chunk ``idx`` (the chunk holds bytes from
+    before the cut, which must not come back).
     """
+    for cver, first in node.cuts:
+        if cver > ver:
+            if idx >= first:
+                return False, None, 0
+            break
     exts = node.extents
     cur = exts.get(idx)
     if cur is not None and cur[2] >= ver:
@@ -129,6 +136,18 @@ def truncate(node: Inode, new: int, cs: int, load_chunk) -> tuple[list[int], lis
     if new >= node.size:
         return changed, dropped, delta
     keep = (new + cs - 1) // cs
+    # Chunks from idx new // cs on lose bytes here. A chunk version older than
+    # this cut may still be in flight (a commit or flush stores buffers outside
+    # the lock); install must reject it. Keep (version, first index) pairs with
+    # both strictly increasing: a later cut at a lower index supersedes earlier ones.
+    node.wseq += 1
+    first = new // cs
+    cuts = node.cuts
+    if not cuts:
+        cuts = node.cuts = []
+    while cuts and cuts[-1][1] >= first:
+        cuts.pop()
+    cuts.append((node.wseq, first))
     for idx in [i for i in node.extents if i >= keep]:
         dropped.append(node.extents.pop(idx)[0])
         changed.append(idx)

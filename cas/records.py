@@ -81,7 +81,7 @@ class Inode:
         "ino", "ds", "mode", "uid", "gid", "nlink", "rdev", "size",
         "atime", "mtime", "ctime", "btime", "dver", "parent", "next_seq",
         "target", "children", "listing", "extents", "bufs", "xattrs",
-        "epoch", "opens", "persisted", "wseq", "writers",
+        "epoch", "opens", "persisted", "wseq", "writers", "cuts",
     )
 
     def __init__(self, ino: int, ds: int, mode: int, uid: int, gid: int, nlink: int,
@@ -113,6 +113,7 @@ class Inode:
         self.persisted = False  # a catalog row exists
         self.wseq = 0           # per-inode data version counter for chunk buffers
         self.writers = 0        # data operations in progress (pins the inode in the cache)
+        self.cuts: list[tuple[int, int]] | tuple = ()  # truncates: (wseq, first chunk index cut)
 
     def is_dir(self) -> bool:
         return stat.S_ISDIR(self.mode)
