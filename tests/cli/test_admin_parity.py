@@ -51,6 +51,8 @@ def _mutations(n: int):
     """Commands that change the store, with their expected output."""
     return [
         (("dataset", "create", f"extra{n}"), f"created dataset extra{n}\n"),
+        (("dataset", "set", f"extra{n}", "quota=1M", "schedule=hourly:1h:2"),
+         f"extra{n}: read_only=false quota=1048576 schedule=hourly:1h:2\n"),
         (("snapshot", "create", f"main@m{n}"), f"created main@m{n}\n"),
         (("snapshot", "clone", f"main@m{n}", f"clone{n}"), f"cloned main@m{n} into clone{n}\n"),
         (("dataset", "delete", f"clone{n}"), f"deleted dataset clone{n}\n"),
