@@ -82,6 +82,8 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
     roots = None if token is None else [os.path.realpath(r) for r in server.config.admin_transfer_roots]
 
     def allowed_path(path: str, what: str) -> str:
+        if "\0" in path:
+            raise bad_request(f"{what} contains a NUL byte")
         if not os.path.isabs(path):
             raise bad_request(f"{what} must be an absolute path on the server's host")
         real = os.path.realpath(path)

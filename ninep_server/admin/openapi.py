@@ -86,7 +86,11 @@ OPENAPI: dict = {
                 "properties": {
                     "read_only": {"type": "boolean"},
                     "quota": {"type": "integer", "minimum": 0},
-                    "schedule": {"type": "array", "items": _ref("Schedule")},
+                    "schedule": {
+                        "type": "array",
+                        "items": _ref("Schedule"),
+                        "description": "entries are keyed by name: a later entry replaces an earlier one",
+                    },
                 },
                 "additionalProperties": False,
             },

@@ -74,6 +74,8 @@ class Operations:
                 for e in entries
             ):
                 raise FsError(errno.EINVAL, 'schedule must be a list like [{"name": "hourly", "every": "1h", "keep": 24}]')
+            # Entries are keyed by name: a later entry replaces an earlier one.
+            values = {**values, "schedule": list({e["name"]: e for e in entries}.values())}
             try:
                 parse_schedules(name, values["schedule"])
             except ValueError as exc:
