@@ -36,6 +36,7 @@ def admin_url(tmp_path_factory):
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+# Derandomized so CI is repeatable; longer random runs: raise max_examples and drop derandomize.
+@settings(max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 def test_admin_api_conforms(case, admin_url):
     case.call_and_validate(base_url=admin_url, headers={"Authorization": f"Bearer {TOKEN}"})
