@@ -204,66 +204,56 @@ class Catalog:
     # -- the group commit ------------------------------------------------
     def apply(self, b: Batch) -> list[str]:
         """Apply one batch in one transaction; return hashes of extents it deleted."""
-        with self._wlock:
-            db = self.db
+        dropped: list[str] = []
+        with self.transaction() as db:
             gen = self.gen
-            dropped: list[str] = []
-            db.execute("BEGIN")
-            try:
-                if b.freed:
-                    t = pa.table({"ino": pa.array(b.freed, _I64)})
-                    dropped += self._retire("extents", ("ino",), t, "hash")
-                    self._retire("xattrs", ("ino",), t)
-                    self._retire("inodes", ("ino",), t)
-                if b.inode_retire:
-                    self._retire("inodes", ("ino",), pa.table({"ino": pa.array(b.inode_retire, _I64)}))
-                if b.entry_retire:
-                    c = _cols(b.entry_retire, 2)
-                    self._retire("entries", ("parent", "name"), pa.table(
-                        {"parent": pa.array(c[0], _I64), "name": pa.array(c[1], pa.binary())}))
-                if b.extent_retire:
-                    c = _cols(b.extent_retire, 2)
-                    dropped += self._retire("extents", ("ino", "idx"), pa.table(
-                        {"ino": pa.array(c[0], _I64), "idx": pa.array(c[1], _I64)}), "hash")
-                if b.xattr_retire:
-                    c = _cols(b.xattr_retire, 2)
-                    self._retire("xattrs", ("ino", "name"), pa.table(
-                        {"ino": pa.array(c[0], _I64), "name": pa.array(c[1], pa.binary())}))
-                if b.inode_rows:
-                    c = _cols(b.inode_rows, len(INODE_COLS))
-                    arrays = {name: pa.array(col, pa.binary() if name == "target" else
-                                             (pa.int32() if name in ("dataset", "mode") else _I64))
-                              for name, col in zip(INODE_COLS, c)}
-                    self._insert("inodes", pa.table(arrays), gen)
-                if b.entry_rows:
-                    c = _cols(b.entry_rows, 5)
-                    self._insert("entries", pa.table({
-                        "parent": pa.array(c[0], _I64), "name": pa.array(c[1], pa.binary()),
-                        "child": pa.array(c[2], _I64), "seq": pa.array(c[3], _I64),
-                        "type": pa.array(c[4], pa.int32())}), gen)
-                if b.extent_rows:
-                    c = _cols(b.extent_rows, 4)
-                    self._insert("extents", pa.table({
-                        "ino": pa.array(c[0], _I64), "idx": pa.array(c[1], _I64),
-                        "hash": pa.array(c[2], pa.string()),
-                        "length": pa.array(c[3], pa.int32())}), gen)
-                if b.xattr_rows:
-                    c = _cols(b.xattr_rows, 3)
-                    self._insert("xattrs", pa.table({
-                        "ino": pa.array(c[0], _I64), "name": pa.array(c[1], pa.binary()),
-                        "value": pa.array(c[2], pa.binary())}), gen)
-                if b.next_ino > self.next_ino:
-                    db.execute("UPDATE meta SET value = ? WHERE key = 'next_ino'",
-                               [str(b.next_ino)])
-                db.execute("COMMIT")
-            except BaseException:
-                try:
-                    db.execute("ROLLBACK")
-                except duckdb.Error:
-                    pass
-                raise
-            self.next_ino = max(self.next_ino, b.next_ino)
-            return dropped
+            if b.freed:
+                t = pa.table({"ino": pa.array(b.freed, _I64)})
+                dropped += self._retire("extents", ("ino",), t, "hash")
+                self._retire("xattrs", ("ino",), t)
+                self._retire("inodes", ("ino",), t)
+            if b.inode_retire:
+                self._retire("inodes", ("ino",), pa.table({"ino": pa.array(b.inode_retire, _I64)}))
+            if b.entry_retire:
+                c = _cols(b.entry_retire, 2)
+                self._retire("entries", ("parent", "name"), pa.table(
+                    {"parent": pa.array(c[0], _I64), "name": pa.array(c[1], pa.binary())}))
+            if b.extent_retire:
+                c = _cols(b.extent_retire, 2)
+                dropped += self._retire("extents", ("ino", "idx"), pa.table(
+                    {"ino": pa.array(c[0], _I64), "idx": pa.array(c[1], _I64)}), "hash")
+            if b.xattr_retire:
+                c = _cols(b.xattr_retire, 2)
+                self._retire("xattrs", ("ino", "name"), pa.table(
+                    {"ino": pa.array(c[0], _I64), "name": pa.array(c[1], pa.binary())}))
+            if b.inode_rows:
+                c = _cols(b.inode_rows, len(INODE_COLS))
+                arrays = {name: pa.array(col, pa.binary() if name == "target" else
+                                         (pa.int32() if name in ("dataset", "mode") else _I64))
+                          for name, col in zip(INODE_COLS, c)}
+                self._insert("inodes", pa.table(arrays), gen)
+            if b.entry_rows:
+                c = _cols(b.entry_rows, 5)
+                self._insert("entries", pa.table({
+                    "parent": pa.array(c[0], _I64), "name": pa.array(c[1], pa.binary()),
+                    "child": pa.array(c[2], _I64), "seq": pa.array(c[3], _I64),
+                    "type": pa.array(c[4], pa.int32())}), gen)
+            if b.extent_rows:
+                c = _cols(b.extent_rows, 4)
+                self._insert("extents", pa.table({
+                    "ino": pa.array(c[0], _I64), "idx": pa.array(c[1], _I64),
+                    "hash": pa.array(c[2], pa.string()),
+                    "length": pa.array(c[3], pa.int32())}), gen)
+            if b.xattr_rows:
+                c = _cols(b.xattr_rows, 3)
+                self._insert("xattrs", pa.table({
+                    "ino": pa.array(c[0], _I64), "name": pa.array(c[1], pa.binary()),
+                    "value": pa.array(c[2], pa.binary())}), gen)
+            if b.next_ino > self.next_ino:
+                db.execute("UPDATE meta SET value = ? WHERE key = 'next_ino'",
+                           [str(b.next_ino)])
+        self.next_ino = max(self.next_ino, b.next_ino)  # only once committed
+        return dropped
 
     def _retire(self, table: str, keys: tuple[str, ...], keytab: pa.Table,
                 returning: str | None = None) -> list:
