@@ -44,8 +44,11 @@ class ChunkStore:
     """Chunk files under ``root/<2 hex>/<64 hex>``.
 
     A chunk is written to a temporary file in its directory and renamed into
-    place; it is never rewritten. Every read re-hashes the content and raises
-    CorruptChunkError on mismatch. Chunks are not fsynced one by one:
+    place; it is never rewritten. Every read from disk re-hashes the content
+    and raises CorruptChunkError on mismatch. A small LRU cache keeps the
+    last ``read_cache`` verified chunks in memory (like ZFS's ARC, content
+    is verified when it enters memory, not again on every hit); read-ahead
+    fills it. Chunks are not fsynced one by one:
     :meth:`make_durable` flushes everything written so far in one batch.
 
     Pins protect chunks that uncommitted metadata refers to from deletion:
@@ -53,7 +56,7 @@ class ChunkStore:
     :meth:`delete_if_unpinned` checks the pin under the same lock.
     """
 
-    def __init__(self, root: str, read_cache: int = 16):
+    def __init__(self, root: str, read_cache: int = 128):
         self.root = root
         self._lock = threading.Lock()
         self._pins: dict[str, int] = {}
@@ -158,6 +161,38 @@ class ChunkStore:
                 if len(self._rcache) > self._rcache_max:
                     self._rcache.popitem(last=False)
         return data
+
+    def cached(self, h: str) -> bytes | None:
+        """The verified content of ``h`` if it is held in memory, else None (no I/O)."""
+        with self._lock:
+            data = self._rcache.get(h)
+            if data is not None:
+                self._rcache.move_to_end(h)
+            return data
+
+    @property
+    def cached_hashes(self):
+        """A live, read-only view of the hashes held in the read cache."""
+        return self._rcache.keys()
+
+    def prefetch(self, hashes) -> None:
+        """Load and verify ``hashes`` into the read cache (read-ahead).
+
+        Missing or corrupt chunks are skipped here: the read that needs them
+        reports the error.
+        """
+        for h in hashes:
+            if h in self._rcache:
+                continue
+            try:
+                self.get(h)
+            except OSError:  # CorruptChunkError included
+                pass
+
+    def drop_cache(self) -> None:
+        """Forget every chunk held in memory: the next reads verify from disk."""
+        with self._lock:
+            self._rcache.clear()
 
     def get_into(self, h: str, dest: memoryview) -> int | None:
         """Read chunk ``h`` into ``dest`` and verify it; return its length.

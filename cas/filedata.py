@@ -15,7 +15,9 @@ from .records import EMPTY, Buf, Inode
 
 
 def plan_read(node: Inode, off: int, size: int, cs: int) -> list:
-    """Describe ``[off, off+size)`` as pieces: bytes, or (hash, lo, hi) to fetch.
+    """Describe ``[off, off+size)`` as pieces: bytes, or (hash, lo, hi, whole) to fetch.
+
+    ``whole`` is true when the piece is the entire stored chunk.
 
     The caller has clamped the range to the file size. Buffer slices are
     copied here so the plan stays valid after the lock is released.
@@ -40,10 +42,23 @@ def plan_read(node: Inode, off: int, size: int, cs: int) -> list:
             if ext is None:
                 pieces.append(bytes(hi - lo))
             else:
-                pieces.append((ext[0], lo, hi))
+                pieces.append((ext[0], lo, hi, lo == 0 and hi == ext[1]))
         off = base + hi
         idx += 1
     return pieces
+
+
+def following_chunks(node: Inode, end: int, cs: int, count: int) -> list[str]:
+    """Hashes of the stored chunks among the ``count`` chunks after offset ``end``."""
+    first = (end + cs - 1) // cs
+    exts = node.extents
+    out = []
+    for idx in range(first, min(first + count, (node.size + cs - 1) // cs)):
+        if idx not in node.bufs:
+            ext = exts.get(idx)
+            if ext is not None:
+                out.append(ext[0])
+    return out
 
 
 def zero_fill(data: bytes, lo: int, hi: int) -> bytes:

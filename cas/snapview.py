@@ -101,6 +101,10 @@ class SnapshotVolume(Volume):
         self._check()
         return super().read(ino, offset, size)
 
+    def read_cached(self, ino: int, offset: int, size: int) -> bytes | None:
+        self._check()
+        return super().read_cached(ino, offset, size)
+
     def readlink(self, ino: int) -> bytes:
         self._check()
         return super().readlink(ino)

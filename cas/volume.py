@@ -619,29 +619,81 @@ class Volume:
                     return b""
                 plan = filedata.plan_read(node, offset, end - offset, self._cs)
             try:
-                if len(plan) == 1 and type(plan[0]) is bytes:
-                    return plan[0]
-                out = bytearray(end - offset)
-                mv = memoryview(out)
-                pos = 0
-                get, get_into = self._chunks.get, self._chunks.get_into
-                for p in plan:
-                    if type(p) is tuple:
-                        h, lo, hi = p
-                        n = hi - lo
-                        if lo != 0 or get_into(h, mv[pos:pos + n]) is None:
-                            piece = get(h)[lo:hi]
-                            mv[pos:pos + len(piece)] = piece
-                    else:
-                        n = len(p)
-                        mv[pos:pos + n] = p
-                    pos += n
-                return bytes(out)
+                return self._fetch(plan, end - offset)
             except FileNotFoundError as exc:
                 # a concurrent overwrite + commit + gc removed the chunk; re-plan
                 if attempt == 2:
                     raise _err(errno.EIO, f"missing chunk {exc.filename}") from exc
         raise AssertionError("unreachable")
+
+    def _fetch(self, plan: list, length: int) -> bytes:
+        """Assemble a read plan (see filedata.plan_read), reading chunks from disk."""
+        if len(plan) == 1 and type(plan[0]) is bytes:
+            return plan[0]
+        out = bytearray(length)
+        mv = memoryview(out)
+        pos = 0
+        chunks = self._chunks
+        for p in plan:
+            if type(p) is tuple:
+                h, lo, hi, whole = p
+                n = hi - lo
+                # A whole chunk goes straight into the output; a part of one is
+                # read through the cache, since the next read wants the rest.
+                data = chunks.cached(h)
+                if data is not None or not whole or chunks.get_into(h, mv[pos:pos + n]) is None:
+                    piece = (data if data is not None else chunks.get(h))[lo:hi]
+                    mv[pos:pos + len(piece)] = piece
+            else:
+                n = len(p)
+                mv[pos:pos + n] = p
+            pos += n
+        return bytes(out)
+
+    def readahead_targets(self, ino: int, offset: int, count: int) -> list[str]:
+        """Stored chunks among the ``count`` chunks from ``offset`` on that are not in memory.
+
+        For an asynchronous read-ahead: pass them to :meth:`prefetch` in a
+        worker thread. To load in batches, this is empty unless the very next
+        chunk or at least half of the window is missing.
+        """
+        cached = self._chunks.cached_hashes
+        with self._lock:
+            node = self._file(ino)
+            hashes = filedata.following_chunks(node, offset, self._cs, count)
+        missing = [h for h in hashes if h not in cached]
+        if missing and (missing[0] == hashes[0] or 2 * len(missing) >= count):
+            return missing
+        return []
+
+    def prefetch(self, hashes: list[str]) -> None:
+        """Load and verify chunks into memory (blocking; errors are left to the read that needs them)."""
+        self._chunks.prefetch(hashes)
+
+    def read_cached(self, ino: int, offset: int, size: int) -> bytes | None:
+        """What :meth:`read` returns, if that needs no disk access; else None.
+
+        Served from dirty buffers, holes and verified chunks held in memory,
+        so it is cheap enough to call on an event loop.
+        """
+        if offset < 0 or size < 0:
+            raise _err(errno.EINVAL, "negative offset or size")
+        cached = self._chunks.cached
+        with self._lock:
+            node = self._file(ino)
+            end = min(offset + size, node.size)
+            if end <= offset:
+                return b""
+            plan = filedata.plan_read(node, offset, end - offset, self._cs)
+        pieces = []
+        for p in plan:
+            if type(p) is tuple:
+                data = cached(p[0])
+                if data is None:
+                    return None
+                p = filedata.zero_fill(data, p[1], p[2])
+            pieces.append(p)
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     @property
     def dirty_bytes(self) -> int:

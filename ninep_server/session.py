@@ -1,9 +1,15 @@
 """One client connection: framing, version negotiation, tags, Tflush.
 
 A session runs one reader task (decodes frames and dispatches them), one
-writer task (sends replies in the order they are queued, batching what is
-ready) and one task per request that has to wait (data I/O, fsync, blocking
-locks). Quick metadata requests are answered inline by the reader.
+writer task (sends the replies of tasks, batching what is ready) and one task
+per request that has to wait (data I/O, fsync, blocking locks). Metadata
+requests and reads served from memory are answered inline by the reader,
+which sends those replies itself after each batch of received frames: one
+send per batch and no writer wakeup, which is what a client with one request
+outstanding (diodcat, the kernel's sequential I/O) waits on.
+
+Whoever sends holds ``_send_lock`` and takes the task replies queued so far
+before its own, so a reply queued before an Rflush is never sent after it.
 
 Tflush cancels the request's task and answers Rflush only after that task
 has finished, so if the original reply was queued first it is also sent
@@ -13,7 +19,7 @@ first, as the protocol requires.
 from __future__ import annotations
 
 import errno
-import math
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -23,6 +29,7 @@ import trio
 
 from . import protocol as p
 from .handlers import Handlers
+from .transport import Transport
 
 if TYPE_CHECKING:
     from .server import Server
@@ -50,6 +57,7 @@ class Session:
     def __init__(self, server: Server, stream: trio.abc.Stream, session_id: int, peer: str):
         self.server = server
         self.stream = stream
+        self.transport = Transport(stream)
         self.id = session_id
         self.peer = peer
         peer_host = None if peer.startswith("unix") else peer.rsplit(":", 1)[0].strip("[]")
@@ -57,9 +65,15 @@ class Session:
         self.msize = p.MAX_MSIZE
         self.negotiated = False
         self.active: dict[int, _Active] = {}
-        self._send, self._recv = trio.open_memory_channel[bytes](math.inf)
+        self._outq: deque[bytes] = deque()    # task replies, for the writer
+        self._inline: list[bytes] = []         # inline replies, sent by the reader
+        self._outq_ready = trio.Event()
+        self._send_lock = trio.Lock()
         self._io_slots = trio.Semaphore(server.config.max_requests_per_connection)
         self._stopping = trio.Event()
+        # Stopping cancels the reader only while it waits for input: a reply
+        # being sent is never cut in half.
+        self._reading = True
         self._read_scope = trio.CancelScope()
         self.log = log.bind(session=session_id, peer=peer)
 
@@ -68,6 +82,7 @@ class Session:
         self.log.info("client connected")
         try:
             async with trio.open_nursery() as nursery:
+                self.handlers.spawn = nursery.start_soon
                 nursery.start_soon(self._writer)
                 try:
                     await self._reader(nursery)
@@ -96,13 +111,18 @@ class Session:
     def stop(self) -> None:
         """Stop reading new requests; finish the ones in flight, then close."""
         self._stopping.set()
-        self._read_scope.cancel()
+        self._stop_reading()
+
+    def _stop_reading(self) -> None:
+        self._reading = False
+        if self.transport.waiting:
+            self._read_scope.cancel()
 
     async def _wait_idle(self) -> None:
         while self.active:
             await next(iter(self.active.values())).done.wait()
         # Let the writer flush what is queued.
-        while self._send.statistics().current_buffer_used:
+        while self._outq or self._send_lock.locked():
             await trio.sleep(0.01)
 
     # -- reading and dispatch ---------------------------------------------------
@@ -110,14 +130,15 @@ class Session:
     async def _reader(self, nursery: trio.Nursery) -> None:
         frames = p.FrameBuffer(max_size=self.msize)
         with self._read_scope:
-            while True:
-                data = await self.stream.receive_some(_RECV_SIZE)
+            while self._reading:
+                data = await self.transport.receive_some(_RECV_SIZE)
                 if not data:
                     return
                 frames.feed(data)
                 while (frame := frames.next_frame()) is not None:
                     await self._dispatch(frame, nursery)
                     frames.max_size = self.msize
+                await self._send_inline()
 
     async def _dispatch(self, frame: bytes, nursery: trio.Nursery) -> None:
         try:
@@ -127,39 +148,55 @@ class Session:
                 raise
             code = errno.EOPNOTSUPP if p.message_class(exc.type) is None else errno.EINVAL
             self.log.warning("bad request", reason=exc.reason, type=exc.type, tag=exc.tag)
-            self._reply_error(exc.tag, code)
+            self._reply_error(exc.tag, code, inline=True)
             return
         cls = type(msg)
         if cls is p.Tversion:
             await self._version(msg)
             return
         if cls is p.Tflush:
-            nursery.start_soon(self._flush, msg)
+            if msg.oldtag in self.active:
+                nursery.start_soon(self._flush, msg)
+            else:  # nothing to cancel; its reply, if any, is already queued
+                self._queue_inline(p.Rflush(tag=msg.tag))
             return
         if msg.tag in self.active:
             raise ProtocolViolation(f"tag {msg.tag} reused while its request is in flight")
         if not self.negotiated:
-            self._reply_error(msg.tag, errno.EPROTO)
+            self._reply_error(msg.tag, errno.EPROTO, inline=True)
             return
         inline = self.handlers.inline.get(cls)
         if inline is not None:
             self._answer(msg, inline)
             return
+        fast = self.handlers.fast.get(cls)
+        if fast is not None and self._answer(msg, fast):
+            return
         task = self.handlers.tasks.get(cls)
         if task is None:
-            self._reply_error(msg.tag, errno.EOPNOTSUPP)
+            self._reply_error(msg.tag, errno.EOPNOTSUPP, inline=True)
             return
         active = _Active()
         self.active[msg.tag] = active
         if cls in _IO_TYPES:
-            await self._io_slots.acquire()
+            try:
+                self._io_slots.acquire_nowait()
+            except trio.WouldBlock:
+                await self._send_inline()  # don't hold answers back while we wait
+                await self._io_slots.acquire()
         nursery.start_soon(self._run_task, task, msg, active)
 
-    def _answer(self, msg: p.Message, method) -> None:
+    def _answer(self, msg: p.Message, method) -> bool:
+        """Answer ``msg`` inline; False if ``method`` declined (returned None)."""
         started = trio.current_time()
-        with self._errors_as_rlerror(msg):
-            self._reply(msg, method(msg))
+        with self._errors_as_rlerror(msg, inline=True):
+            reply = method(msg)
+            if reply is None:
+                return False
+            reply.tag = msg.tag
+            self._queue_inline(reply)
         self.server.observe(type(msg).__name__, trio.current_time() - started)
+        return True
 
     async def _run_task(self, method, msg: p.Message, active: _Active) -> None:
         started = trio.current_time()
@@ -174,16 +211,16 @@ class Session:
             self.server.observe(type(msg).__name__, trio.current_time() - started)
 
     @contextmanager
-    def _errors_as_rlerror(self, msg: p.Message):
+    def _errors_as_rlerror(self, msg: p.Message, inline: bool = False):
         """Answer a failed request with Rlerror; a flush (Cancelled) passes through."""
         try:
             yield
         except OSError as exc:
             self._log_error(msg, exc)
-            self._reply_error(msg.tag, exc.errno or errno.EIO)
+            self._reply_error(msg.tag, exc.errno or errno.EIO, inline)
         except Exception:
             self.log.exception("request failed", request=type(msg).__name__)
-            self._reply_error(msg.tag, errno.EIO)
+            self._reply_error(msg.tag, errno.EIO, inline)
 
     def _reply(self, msg: p.Message, reply: p.Message) -> None:
         reply.tag = msg.tag
@@ -220,22 +257,54 @@ class Session:
         # Expected errnos (ENOENT on lookup, EEXIST, ...) are routine: debug level.
         self.log.debug("request error", request=type(msg).__name__, errno=exc.errno, reason=str(exc))
 
-    def _reply_error(self, tag: int, code: int) -> None:
-        self._queue(p.Rlerror(ecode=code, tag=tag))
+    def _reply_error(self, tag: int, code: int, inline: bool = False) -> None:
+        reply = p.Rlerror(ecode=code, tag=tag)
+        if inline:
+            self._queue_inline(reply)
+        else:
+            self._queue(reply)
 
     def _queue(self, reply: p.Message) -> None:
-        self._send.send_nowait(p.encode(reply))
+        """Queue a task's reply for the writer."""
+        self._outq.append(p.encode(reply))
+        self._outq_ready.set()
+
+    def _queue_inline(self, reply: p.Message) -> None:
+        """Queue a reply made by the reader; :meth:`_send_inline` sends it."""
+        self._inline.append(p.encode(reply))
+
+    def _take(self, own: list[bytes]) -> bytes:
+        """Everything queued for the writer, then ``own`` (emptied), as one buffer."""
+        frames = list(self._outq)
+        self._outq.clear()
+        frames += own
+        own.clear()
+        return frames[0] if len(frames) == 1 else b"".join(frames)
+
+    async def _send_inline(self) -> None:
+        """Send the reader's replies now, or leave them to the writer if it is busy."""
+        if not self._inline:
+            return
+        if self._send_lock.locked():
+            self._outq.extend(self._inline)
+            self._inline.clear()
+            self._outq_ready.set()
+            return
+        self._send_lock.acquire_nowait()
+        try:
+            await self.transport.send_all(self._take(self._inline))
+        finally:
+            self._send_lock.release()
 
     async def _writer(self) -> None:
         try:
-            async for frame in self._recv:
-                batch = [frame]
-                while len(batch) < 64:
-                    try:
-                        batch.append(self._recv.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                await self.stream.send_all(b"".join(batch) if len(batch) > 1 else frame)
+            while True:
+                if not self._outq:
+                    self._outq_ready = trio.Event()
+                    await self._outq_ready.wait()
+                async with self._send_lock:
+                    while self._outq:
+                        await self.transport.send_all(self._take([]))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             # The client is gone: stop reading too.
-            self._read_scope.cancel()
+            self._stop_reading()

@@ -1,0 +1,76 @@
+"""Reads served from memory (read_cached) and the read-ahead that fills it."""
+
+import os
+
+import pytest
+
+from cas import CorruptChunkError
+
+CS = 128 * 1024
+
+
+def _big_file(env, chunks=12):
+    vol = env.vol
+    f = vol.create(vol.root, b"big", 0o644, 0, 0)
+    data = os.urandom(chunks * CS - 1000)  # the last chunk is short
+    vol.write(f.ino, 0, data)
+    env.store.commit()
+    env.store.chunks.drop_cache()
+    return f.ino, data
+
+
+def test_read_cached_declines_until_chunks_are_in_memory(env):
+    ino, data = _big_file(env)
+    vol = env.vol
+    assert vol.read_cached(ino, 0, 4096) is None
+    assert vol.read(ino, 0, 4096) == data[:4096]
+    # a partial read goes through the cache: the rest of that chunk is now served inline
+    assert vol.read_cached(ino, 4096, CS - 4096) == data[4096:CS]
+    assert vol.read_cached(ino, CS - 10, 20) is None  # crosses into an uncached chunk
+
+
+def test_readahead_targets_come_in_batches(env):
+    ino, data = _big_file(env)
+    vol = env.vol
+    targets = vol.readahead_targets(ino, 0, 8)
+    assert len(targets) == 8
+    vol.prefetch(targets)
+    assert vol.readahead_targets(ino, 0, 8) == []
+    # every byte of the window is now served without I/O, and equals read()
+    for off in range(0, 8 * CS - 65536, 65536 - 24):
+        assert vol.read_cached(ino, off, 65536 - 24) == data[off:off + 65536 - 24]
+    # one chunk missing at the far end of the window: not worth a batch yet
+    assert vol.readahead_targets(ino, CS, 8) == []
+    # half of the window missing: fetch it
+    assert len(vol.readahead_targets(ino, 4 * CS, 8)) == 4
+    # the next chunk itself missing: fetch at once, even if it is the only one
+    env.store.chunks.drop_cache()
+    vol.prefetch(vol.readahead_targets(ino, 0, 8)[1:])
+    assert len(vol.readahead_targets(ino, 0, 8)) == 1
+    # past the end of file there is nothing to fetch, and the short last chunk reads right
+    assert vol.readahead_targets(ino, 12 * CS, 8) == []
+    vol.prefetch(vol.readahead_targets(ino, 8 * CS, 8))
+    assert vol.read_cached(ino, 11 * CS, CS) == data[11 * CS:]
+
+
+def test_read_cached_sees_unflushed_writes_and_holes(env):
+    vol = env.vol
+    f = vol.create(vol.root, b"sparse", 0o644, 0, 0)
+    vol.write(f.ino, 3 * CS + 5, b"tail")   # buffered, not yet a chunk
+    assert vol.read_cached(f.ino, 0, 3 * CS + 9) == bytes(3 * CS + 5) + b"tail"
+    assert vol.read_cached(f.ino, 3 * CS + 9, 100) == b""   # at EOF
+
+
+def test_prefetch_skips_a_corrupt_chunk_and_the_read_reports_it(env):
+    ino, data = _big_file(env, chunks=2)
+    vol = env.vol
+    first = vol.readahead_targets(ino, 0, 2)[0]
+    path = env.store.chunks.path(first)
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as fh:
+        fh.write(b"X")
+    vol.prefetch(vol.readahead_targets(ino, 0, 2))  # no exception here
+    assert vol.read_cached(ino, 0, 10) is None      # the corrupt chunk was not cached
+    with pytest.raises(CorruptChunkError):
+        vol.read(ino, 0, 10)
+    assert vol.read(ino, CS, 10) == data[CS:CS + 10]
