@@ -167,10 +167,10 @@ class Server:
         self.metrics.observe(request, seconds)
 
     def metrics_read(self, n: int) -> None:
-        self.metrics.read_bytes.inc(n)
+        self.metrics.read_bytes += n
 
     def metrics_written(self, n: int) -> None:
-        self.metrics.written_bytes.inc(n)
+        self.metrics.written_bytes += n
 
     def _gauges(self) -> dict[str, tuple[str, float]]:
         """Figures read at scrape time (in a worker thread)."""

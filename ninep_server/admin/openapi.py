@@ -8,6 +8,8 @@ from __future__ import annotations
 from .. import __version__
 
 _NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"}
+# An absolute host path: no NUL byte, which no file system path can hold.
+_PATH = {"type": "string", "pattern": "^/[^\\x00]*$"}
 
 
 def _error(description: str) -> dict:
@@ -156,9 +158,9 @@ OPENAPI: dict = {
                         "required": ["kind", "source", "dataset"],
                         "properties": {
                             "kind": {"type": "string", "enum": ["import"]},
-                            "source": {"type": "string", "pattern": "^/", "description": "a directory on the server's host"},
+                            "source": {**_PATH, "description": "a directory on the server's host"},
                             "dataset": _NAME,
-                            "path": {"type": "string", "pattern": "^/"},
+                            "path": _PATH,
                         },
                         "additionalProperties": False,
                     },
@@ -168,9 +170,9 @@ OPENAPI: dict = {
                         "properties": {
                             "kind": {"type": "string", "enum": ["export"]},
                             "dataset": _NAME,
-                            "dest": {"type": "string", "pattern": "^/", "description": "a directory on the server's host"},
+                            "dest": {**_PATH, "description": "a directory on the server's host"},
                             "snapshot": _NAME,
-                            "path": {"type": "string", "pattern": "^/"},
+                            "path": _PATH,
                         },
                         "additionalProperties": False,
                     },

@@ -9,6 +9,7 @@ fixed-width integers (and qids) are packed with one ``struct.Struct``.
 
 from __future__ import annotations
 
+import operator
 import struct
 import typing
 from dataclasses import dataclass, fields
@@ -90,6 +91,37 @@ _LAYOUT: dict[type[Message], tuple[_Fixed | _Var, ...]] = {c: _compile(c) for c 
 _BY_TYPE: dict[int, type[Message]] = {int(c.TYPE): c for c in ALL_MESSAGES}
 
 
+def _fast_paths():
+    """Single-struct codecs for the common shapes, used by encode/decode when they apply.
+
+    A message made of plain integers, optionally followed by one data blob
+    (Tread, Tclunk, Tgetattr, Rwrite, Rread, Twrite, ...), packs as one
+    ``struct`` with the header in front: no per-field loop.
+    """
+    enc: dict[type, tuple[struct.Struct, Any, bool]] = {}
+    dec: dict[int, tuple[type, struct.Struct]] = {}
+    for cls, steps in _LAYOUT.items():
+        fixed = steps[0] if steps and type(steps[0]) is _Fixed else None
+        rest = steps[1:] if fixed else steps
+        if fixed is not None and any(fixed.qids):
+            continue
+        names = fixed.names if fixed else ()
+        if rest and (len(rest) > 1 or rest[0].kind != "d"):
+            continue
+        blob = bool(rest)
+        fmt = "<IBH" + (fixed.st.format[1:] if fixed else "") + ("I" if blob else "")
+        if blob:
+            names = names + (rest[0].name,)
+        getter = operator.attrgetter(*names) if names else (lambda m: ())
+        enc[cls] = (struct.Struct(fmt), getter if len(names) != 1 else (lambda m, g=getter: (g(m),)), blob)
+        if not blob:
+            dec[int(cls.TYPE)] = (cls, struct.Struct("<" + fmt[4:]))
+    return enc, dec
+
+
+_FAST_ENCODE, _FAST_DECODE = _fast_paths()
+
+
 def message_class(type_: int) -> type[Message] | None:
     """The message class for a wire type number, or None if unknown."""
     return _BY_TYPE.get(type_)
@@ -100,6 +132,17 @@ def message_class(type_: int) -> type[Message] | None:
 
 def encode(msg: Message) -> bytes:
     """Serialize one message into a complete frame (size field included)."""
+    fast = _FAST_ENCODE.get(type(msg))
+    if fast is not None:
+        st, getter, blob = fast
+        values = getter(msg)
+        try:
+            if blob:
+                data = values[-1]
+                return st.pack(st.size + len(data), msg.TYPE, msg.tag, *values[:-1], len(data)) + data
+            return st.pack(st.size, msg.TYPE, msg.tag, *values)
+        except struct.error as exc:
+            raise ValueError(f"cannot encode {type(msg).__name__}: {exc}") from None
     parts: list[Any] = [b""]
     try:
         for step in _LAYOUT[type(msg)]:
@@ -149,6 +192,10 @@ def decode_header(frame: bytes | bytearray | memoryview) -> tuple[int, int, int]
 def decode(frame: bytes | bytearray | memoryview) -> Message:
     """Parse one complete frame. Raises :class:`ProtocolError` and nothing else."""
     size, type_, tag = decode_header(frame)
+    fast = _FAST_DECODE.get(type_)
+    if fast is not None and size == len(frame) == HEADER_SIZE + fast[1].size:
+        cls, st = fast
+        return cls(*st.unpack_from(frame, HEADER_SIZE), tag=tag)
     try:
         return _decode_body(frame, size, type_, tag)
     except ProtocolError:
