@@ -109,6 +109,21 @@ def write_buffers(node: Inode, off: int, data, cs: int, load_chunk) -> tuple[int
     return delta, whole
 
 
+def fits_in_buffers(node: Inode, off: int, n: int, cs: int) -> bool:
+    """True if writing ``n`` bytes at ``off`` only touches buffers (no chunk to store or load)."""
+    end = off + n
+    idx = off // cs
+    while idx * cs < end:
+        lo = max(off, idx * cs)
+        hi = min(end, (idx + 1) * cs)
+        if hi - lo == cs:
+            return False  # a whole chunk: stored at once by write_buffers
+        if idx not in node.bufs and idx in node.extents:
+            return False  # a partial write over a stored chunk loads it first
+        idx += 1
+    return True
+
+
 def install(node: Inode, idx: int, h: str | None, length: int, ver: int) -> tuple[bool, str | None, int]:
     """Record that chunk ``idx`` at version ``ver`` is stored as ``h`` (None: all zeros).
 

@@ -135,4 +135,4 @@ class SnapshotVolume(Volume):
 
     # -- every mutation: EROFS -------------------------------------------------
     setattr = create = mkdir = mknod = symlink = link = unlink = rmdir = rename = _rofs
-    write = setxattr = removexattr = _rofs
+    write = write_nowait = setxattr = removexattr = _rofs

@@ -732,20 +732,46 @@ class Volume:
 
     def write(self, ino: int, offset: int, data) -> int:
         """Write ``data`` at ``offset`` (extending with a hole as needed); returns its length."""
+        n = self._write(ino, offset, data, wait=True)
+        s = self._s
+        if self._bufbytes > s._dirty_limit:
+            self.flush_buffers()
+        if len(self._d_inodes) > s._dirty_inodes_max:
+            s._throttle(self)
+        return n
+
+    def write_nowait(self, ino: int, offset: int, data) -> int | None:
+        """:meth:`write` if it only has to copy into memory, else None (nothing written).
+
+        Declines when the write would store or load a chunk, wait for a lock
+        or a commit, or when too much is buffered: then call :meth:`write`
+        in a worker thread. Cheap enough for an event loop.
+        """
+        return self._write(ino, offset, data, wait=False)
+
+    def _write(self, ino: int, offset: int, data, wait: bool) -> int | None:
         self._rw()
         if offset < 0:
             raise _err(errno.EINVAL, "negative offset")
         n = len(data)
         s = self._s
+        if not wait and not self._dgate.is_set():
+            return None
         dlock = self._data_lock(ino)
         if n == 0:
             return 0
         if offset + n > s.max_file_size:
             raise _err(errno.EFBIG)
-        s._check_space(n)
-        with dlock:
+        if not dlock.acquire(blocking=wait):
+            return None
+        try:
             with self._lock:
                 node = self._file(ino)
+                if not wait and (self._bufbytes + n > s._dirty_limit
+                                 or len(self._d_inodes) >= s._dirty_inodes_max
+                                 or not filedata.fits_in_buffers(node, offset, n, self._cs)):
+                    return None
+                s._check_space(n)
                 if offset + n > node.size:
                     self._grow(node, offset + n)
                 delta, whole = filedata.write_buffers(node, offset, data, self._cs,
@@ -770,10 +796,8 @@ class Volume:
                 with self._lock:
                     node.writers -= 1
                     self._install(node, stored)
-        if self._bufbytes > s._dirty_limit:
-            self.flush_buffers()
-        if len(self._d_inodes) > s._dirty_inodes_max:
-            s._throttle(self)
+        finally:
+            dlock.release()
         return n
 
     def _store_chunks(self, items: list) -> list:

@@ -94,7 +94,8 @@ class Handlers:
         # Starts a background task in the connection's nursery (set by the session).
         self.spawn: Callable[..., None] | None = None
         # Tried inline first; a None reply means "run the task instead".
-        self.fast: dict[type, Callable[[Any], p.Message | None]] = {p.Tread: self.read_inline}
+        self.fast: dict[type, Callable[[Any], p.Message | None]] = {
+            p.Tread: self.read_inline, p.Twrite: self.write_inline}
         for cls in p.ALL_MESSAGES:
             if not cls.__name__.startswith("T") or cls in (p.Tversion, p.Tflush):
                 continue
@@ -471,7 +472,8 @@ class Handlers:
         finally:
             fid.prefetching = False
 
-    async def write(self, msg: p.Twrite) -> p.Rwrite:
+    def write_inline(self, msg: p.Twrite) -> p.Rwrite | None:
+        """Answer a Twrite on the event loop if it only fills memory buffers, else None."""
         fid = self._open_for(msg.fid, W)
         if fid.kind == XATTR_WRITE:
             end = msg.offset + len(msg.data)
@@ -484,12 +486,25 @@ class Handlers:
             return p.Rwrite(count=len(msg.data))
         self._writable(fid)
         vol = fid.view.volume
-        offset = msg.offset
-        if fid.open_flags & p.OpenFlags.APPEND:
-            offset = vol.getattr(fid.ino).size
-        n = await self.server.run_io(vol.write, fid.ino, offset, msg.data)
+        n = vol.write_nowait(fid.ino, self._write_offset(fid, msg), msg.data)
+        if n is None:
+            return None
         self.server.metrics_written(n)
         return p.Rwrite(count=n)
+
+    async def write(self, msg: p.Twrite) -> p.Rwrite:
+        """A Twrite that stores chunks or waits (run after :meth:`write_inline` declined)."""
+        fid = self._open_for(msg.fid, W)
+        vol = fid.view.volume
+        n = await self.server.run_io(vol.write, fid.ino, self._write_offset(fid, msg), msg.data)
+        self.server.metrics_written(n)
+        return p.Rwrite(count=n)
+
+    @staticmethod
+    def _write_offset(fid: Fid, msg: p.Twrite) -> int:
+        if fid.open_flags & p.OpenFlags.APPEND:
+            return fid.view.volume.getattr(fid.ino).size
+        return msg.offset
 
     async def fsync(self, msg: p.Tfsync) -> p.Rfsync:
         fid = self._node(msg.fid)

@@ -1,4 +1,4 @@
-"""Reads served from memory (read_cached) and the read-ahead that fills it."""
+"""I/O served from memory: read_cached and its read-ahead, write_nowait."""
 
 import os
 
@@ -74,3 +74,47 @@ def test_prefetch_skips_a_corrupt_chunk_and_the_read_reports_it(env):
     with pytest.raises(CorruptChunkError):
         vol.read(ino, 0, 10)
     assert vol.read(ino, CS, 10) == data[CS:CS + 10]
+
+
+def test_write_nowait_only_fills_buffers(env):
+    vol = env.vol
+    f = vol.create(vol.root, b"w", 0o644, 0, 0)
+    # partial chunks go into memory at once
+    assert vol.write_nowait(f.ino, 0, b"a" * 65536) == 65536
+    assert vol.write_nowait(f.ino, 65536, b"b" * 65536) == 65536
+    assert vol.read(f.ino, 0, CS) == b"a" * 65536 + b"b" * 65536
+    # a whole aligned chunk has to be stored: declined, nothing written
+    assert vol.write_nowait(f.ino, CS, b"c" * CS) is None
+    assert vol.getattr(f.ino).size == CS
+    assert vol.write(f.ino, CS, b"c" * CS) == CS
+    env.store.commit()
+    # a partial overwrite of a stored chunk loads it first: declined
+    assert vol.write_nowait(f.ino, 10, b"x") is None
+    assert vol.read(f.ino, 10, 1) == b"a"
+    # past the dirty limit: declined, so the caller's write() flushes
+    g = vol.create(vol.root, b"g", 0o644, 0, 0)
+    env.store._dirty_limit = 100
+    assert vol.write_nowait(g.ino, 0, b"y" * 200) is None
+    env.store._dirty_limit = 1 << 30
+    assert vol.write_nowait(g.ino, 0, b"y" * 200) == 200
+    env.reopen()
+    assert env.vol.read(g.ino, 0, 300) == b"y" * 200
+    assert env.vol.read(f.ino, 0, 2 * CS) == b"a" * 65536 + b"b" * 65536 + b"c" * CS
+
+
+def test_write_nowait_errors_like_write(env):
+    import errno
+    vol = env.vol
+    d = vol.mkdir(vol.root, b"d", 0o755, 0, 0)
+    with pytest.raises(OSError) as exc:
+        vol.write_nowait(d.ino, 0, b"x")
+    assert exc.value.errno == errno.EISDIR
+    f = vol.create(vol.root, b"f", 0o644, 0, 0)
+    with pytest.raises(OSError) as exc:
+        vol.write_nowait(f.ino, -1, b"x")
+    assert exc.value.errno == errno.EINVAL
+    env.store.create_snapshot("main", "s")
+    snap = env.store.snapshot_volume("main", "s")
+    with pytest.raises(OSError) as exc:
+        snap.write_nowait(f.ino, 0, b"x")
+    assert exc.value.errno == errno.EROFS
