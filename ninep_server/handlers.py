@@ -95,7 +95,8 @@ class Handlers:
         self.spawn: Callable[..., None] | None = None
         # Tried inline first; a None reply means "run the task instead".
         self.fast: dict[type, Callable[[Any], p.Message | None]] = {
-            p.Tread: self.read_inline, p.Twrite: self.write_inline}
+            p.Tread: self.read_inline, p.Twrite: self.write_inline,
+            p.Tmkdir: self.mkdir_inline, p.Tunlinkat: self.unlinkat_inline}
         for cls in p.ALL_MESSAGES:
             if not cls.__name__.startswith("T") or cls in (p.Tversion, p.Tflush):
                 continue
@@ -265,6 +266,12 @@ class Handlers:
         if not (fid.cred.is_root or fid.view.export.snapshot_admin):
             raise FsError(errno.EPERM, "only root may create or delete snapshots here")
 
+    def mkdir_inline(self, msg: p.Tmkdir) -> p.Rmkdir | None:
+        """A plain mkdir, inline; None for mkdir in /.snapshots (a snapshot: :meth:`mkdir`)."""
+        if self._node(msg.dfid).view.kind == SNAPDIR:
+            return None
+        return self._mkdir(msg)
+
     async def mkdir(self, msg: p.Tmkdir) -> p.Rmkdir:
         fid = self._node(msg.dfid)
         if fid.view.kind != SNAPDIR:
@@ -320,6 +327,12 @@ class Handlers:
         return p.Rlink()
 
     # -- removing and renaming -------------------------------------------------------
+
+    def unlinkat_inline(self, msg: p.Tunlinkat) -> p.Runlinkat | None:
+        """A plain unlinkat, inline; None in /.snapshots (deletes a snapshot: :meth:`unlinkat`)."""
+        if self._node(msg.dirfid).view.kind == SNAPDIR:
+            return None
+        return self._unlinkat(msg)
 
     async def unlinkat(self, msg: p.Tunlinkat) -> p.Runlinkat:
         fid = self._node(msg.dirfid)
