@@ -205,4 +205,8 @@ def truncate(node: Inode, new: int, cs: int, load_chunk) -> tuple[list[int], lis
 
 
 def is_zero(data) -> bool:
-    return data.count(0) == len(data)
+    """True if ``data`` is all zero bytes (a hole: nothing to store)."""
+    n = len(data)
+    if n and (data[0] or data[n - 1]):
+        return False  # most content is rejected without a scan
+    return data.count(0) == n

@@ -348,8 +348,13 @@ class FrameBuffer:
             raise ProtocolError(f"frame size {size} exceeds msize {self.max_size}", tag, type_)
         if len(buf) < size:
             return None
-        frame = bytes(buf[:size])
-        del buf[:size]
+        if len(buf) == size:  # the common case: one whole frame buffered
+            frame = bytes(buf)
+            buf.clear()
+            return frame
+        with memoryview(buf) as view:  # one copy (slicing the bytearray would make two)
+            frame = view[:size].tobytes()
+        del buf[:size]  # cheap: bytearray drops a prefix without moving the rest
         return frame
 
     def needed(self) -> int:
