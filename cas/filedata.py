@@ -33,7 +33,7 @@ def plan_read(node: Inode, off: int, size: int, cs: int) -> list:
         hi = min(end - base, cs)
         b = bufs.get(idx)
         if b is not None:
-            piece = bytes(b.data[lo:hi])
+            piece = bytes(memoryview(b.data)[lo:hi])
             if len(piece) < hi - lo:
                 piece += bytes(hi - lo - len(piece))
             pieces.append(piece)
@@ -98,7 +98,7 @@ def write_buffers(node: Inode, off: int, data, cs: int, load_chunk) -> tuple[int
                     bufs = node.bufs = {}
                 b = bufs[idx] = Buf(base, 0)
                 delta += len(base)
-            d = b.data
+            d = b.writable()
             old = len(d)
             if old < lo:
                 d.extend(bytes(lo - old))
@@ -191,7 +191,7 @@ def truncate(node: Inode, new: int, cs: int, load_chunk) -> tuple[list[int], lis
         if b is not None:
             if len(b.data) > rem:
                 delta -= len(b.data) - rem
-                del b.data[rem:]
+                del b.writable()[rem:]
             b.ver = node.wseq
         else:
             ext = node.extents.get(last)

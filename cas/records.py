@@ -56,13 +56,31 @@ class StatFs:
 
 
 class Buf:
-    """A dirty chunk buffer: content overriding the stored extent, and its version."""
+    """A dirty chunk buffer: content overriding the stored extent, and its version.
 
-    __slots__ = ("data", "ver")
+    ``sealed`` means a commit or flush is storing ``data`` outside the lock:
+    whoever changes the buffer first replaces ``data`` with a copy
+    (:meth:`writable`), so the bytes being stored never change underneath.
+    """
+
+    __slots__ = ("data", "ver", "sealed")
 
     def __init__(self, data: bytearray, ver: int):
         self.data = data
         self.ver = ver
+        self.sealed = False
+
+    def seal(self) -> bytearray:
+        """The content, handed out without a copy for storing."""
+        self.sealed = True
+        return self.data
+
+    def writable(self) -> bytearray:
+        """The content, copied first if it is sealed."""
+        if self.sealed:
+            self.data = bytearray(self.data)
+            self.sealed = False
+        return self.data
 
 
 EMPTY: dict = {}  # shared, never mutated: replaced by a fresh dict on first insert

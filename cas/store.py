@@ -178,7 +178,7 @@ class Store:
             catalog = Catalog(os.path.join(path, "catalog.duckdb"), create=fresh,
                               chunk_size=chunk_size, memory_limit=duckdb_memory)
             try:
-                chunks = ChunkStore(os.path.join(path, "chunks"))
+                chunks = ChunkStore(os.path.join(path, "chunks"), chunk_size=catalog.chunk_size)
                 if fresh:
                     with open(fmt_path + ".tmp", "w") as f:
                         f.write(f"{FORMAT_NAME} {FORMAT_VERSION}\n")

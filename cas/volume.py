@@ -609,22 +609,28 @@ class Volume:
     # ------------------------------------------------------------------ data
     def read(self, ino: int, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes at ``offset``; holes read as zeros; EIO on a corrupt chunk."""
-        if offset < 0 or size < 0:
-            raise _err(errno.EINVAL, "negative offset or size")
         for attempt in range(3):
-            with self._lock:
-                node = self._file(ino)
-                end = min(offset + size, node.size)
-                if end <= offset:
-                    return b""
-                plan = filedata.plan_read(node, offset, end - offset, self._cs)
+            plan, length = self._plan_read(ino, offset, size)
+            if not length:
+                return b""
             try:
-                return self._fetch(plan, end - offset)
+                return self._fetch(plan, length)
             except FileNotFoundError as exc:
                 # a concurrent overwrite + commit + gc removed the chunk; re-plan
                 if attempt == 2:
                     raise _err(errno.EIO, f"missing chunk {exc.filename}") from exc
         raise AssertionError("unreachable")
+
+    def _plan_read(self, ino: int, offset: int, size: int) -> tuple[list, int]:
+        """The read plan of ``[offset, offset+size)`` clamped to the file size, and its length."""
+        if offset < 0 or size < 0:
+            raise _err(errno.EINVAL, "negative offset or size")
+        with self._lock:
+            node = self._file(ino)
+            end = min(offset + size, node.size)
+            if end <= offset:
+                return [], 0
+            return filedata.plan_read(node, offset, end - offset, self._cs), end - offset
 
     def _fetch(self, plan: list, length: int) -> bytes:
         """Assemble a read plan (see filedata.plan_read), reading chunks from disk."""
@@ -676,15 +682,10 @@ class Volume:
         Served from dirty buffers, holes and verified chunks held in memory,
         so it is cheap enough to call on an event loop.
         """
-        if offset < 0 or size < 0:
-            raise _err(errno.EINVAL, "negative offset or size")
+        plan, length = self._plan_read(ino, offset, size)
+        if not length:
+            return b""
         cached = self._chunks.cached
-        with self._lock:
-            node = self._file(ino)
-            end = min(offset + size, node.size)
-            if end <= offset:
-                return b""
-            plan = filedata.plan_read(node, offset, end - offset, self._cs)
         pieces = []
         for p in plan:
             if type(p) is tuple:
@@ -842,7 +843,7 @@ class Volume:
             self._dirty(node)
 
     def _snapshot_buffers(self) -> list:
-        """Copy every dirty buffer (under the lock): [(node, [(idx, bytes, ver)])]."""
+        """Seal every dirty buffer for storing (under the lock): [(node, [(idx, data, ver)])]."""
         jobs = []
         inodes = self._inodes
         for ino in list(self._bufinodes):
@@ -850,7 +851,7 @@ class Volume:
             if node is None or not node.bufs:
                 self._bufinodes.discard(ino)
                 continue
-            jobs.append((node, [(idx, bytes(b.data), b.ver) for idx, b in node.bufs.items()]))
+            jobs.append((node, [(idx, b.seal(), b.ver) for idx, b in node.bufs.items()]))
         return jobs
 
     def flush_buffers(self) -> None:
