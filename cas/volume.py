@@ -679,13 +679,14 @@ class Volume:
     def read_cached(self, ino: int, offset: int, size: int) -> bytes | None:
         """What :meth:`read` returns, if that needs no disk access; else None.
 
-        Served from dirty buffers, holes and verified chunks held in memory,
-        so it is cheap enough to call on an event loop.
+        Served from dirty buffers, holes, verified chunks held in memory and
+        chunk files in the kernel's page cache (verified on the way), so it
+        is cheap enough to call on an event loop.
         """
         plan, length = self._plan_read(ino, offset, size)
         if not length:
             return b""
-        cached = self._chunks.cached
+        cached = self._chunks.get_nowait
         pieces = []
         for p in plan:
             if type(p) is tuple:

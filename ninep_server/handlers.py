@@ -457,21 +457,23 @@ class Handlers:
         data = fid.view.volume.read_cached(fid.ino, msg.offset, count)
         if data is None:
             return None
-        return self._read_done(fid, msg.offset, data)
+        return self._read_done(fid, msg.offset, data, from_disk=False)
 
     async def read(self, msg: p.Tread) -> p.Rread:
         """A Tread that needs the disk (run after :meth:`read_inline` declined)."""
         fid = self._open_for(msg.fid, R)
         count = min(msg.count, self.msize - 11)
         data = await self.server.run_io(fid.view.volume.read, fid.ino, msg.offset, count)
-        return self._read_done(fid, msg.offset, data)
+        return self._read_done(fid, msg.offset, data, from_disk=True)
 
-    def _read_done(self, fid: Fid, offset: int, data: bytes) -> p.Rread:
+    def _read_done(self, fid: Fid, offset: int, data: bytes, from_disk: bool) -> p.Rread:
         sequential = offset == fid.read_end
         fid.read_end = offset + len(data)
-        if sequential and data and not fid.prefetching and self.spawn is not None:
-            # Keep the next chunks of a sequential reader verified in memory,
-            # loaded by a worker thread while this reply goes out.
+        if from_disk and sequential and data and not fid.prefetching and self.spawn is not None:
+            # A sequential reader waited for the disk: load and verify its next
+            # chunks in a worker thread while this reply goes out. (Data in the
+            # page cache is verified inline instead; a worker would only compete
+            # with the event loop for the CPU.)
             targets = fid.view.volume.readahead_targets(fid.ino, fid.read_end, READAHEAD_CHUNKS)
             if targets:
                 fid.prefetching = True

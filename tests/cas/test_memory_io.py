@@ -19,14 +19,44 @@ def _big_file(env, chunks=12):
     return f.ino, data
 
 
-def test_read_cached_declines_until_chunks_are_in_memory(env):
+def _evict(env, ino):
+    """Drop the file's chunk files from the kernel's page cache (they are clean after a commit)."""
+    for idx, (h, _, _) in env.vol._file(ino).extents.items():
+        fd = os.open(env.store.chunks.path(h), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def test_read_cached_serves_the_page_cache_and_declines_the_disk(env):
     ino, data = _big_file(env)
     vol = env.vol
-    assert vol.read_cached(ino, 0, 4096) is None
+    # just written: the chunk files are in the page cache, verified on the way
+    assert vol.read_cached(ino, 0, 4096) == data[:4096]
+    assert vol.read_cached(ino, CS - 10, 20) == data[CS - 10:CS + 10]
+    env.store.chunks.drop_cache()
+    _evict(env, ino)
+    assert vol.read_cached(ino, 0, 4096) is None   # would wait for the disk
     assert vol.read(ino, 0, 4096) == data[:4096]
-    # a partial read goes through the cache: the rest of that chunk is now served inline
+    # a partial read goes through the chunk cache: the rest of that chunk is served inline
+    _evict(env, ino)
     assert vol.read_cached(ino, 4096, CS - 4096) == data[4096:CS]
-    assert vol.read_cached(ino, CS - 10, 20) is None  # crosses into an uncached chunk
+    assert vol.read_cached(ino, CS - 10, 20) is None  # crosses into a chunk only on disk
+
+
+def test_read_cached_verifies_what_it_reads(env):
+    ino, data = _big_file(env, chunks=2)
+    vol = env.vol
+    first = vol.readahead_targets(ino, 0, 2)[0]
+    path = env.store.chunks.path(first)
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as fh:
+        fh.write(b"X")
+    with pytest.raises(CorruptChunkError):
+        vol.read_cached(ino, 0, 10)
+    assert vol.read_cached(ino, CS, 10) == data[CS:CS + 10]
 
 
 def test_readahead_targets_come_in_batches(env):
@@ -70,7 +100,7 @@ def test_prefetch_skips_a_corrupt_chunk_and_the_read_reports_it(env):
     with open(path, "r+b") as fh:
         fh.write(b"X")
     vol.prefetch(vol.readahead_targets(ino, 0, 2))  # no exception here
-    assert vol.read_cached(ino, 0, 10) is None      # the corrupt chunk was not cached
+    assert first not in env.store.chunks.cached_hashes  # the corrupt chunk was not kept
     with pytest.raises(CorruptChunkError):
         vol.read(ino, 0, 10)
     assert vol.read(ino, CS, 10) == data[CS:CS + 10]
