@@ -38,6 +38,8 @@ XATTR_NAME_MAX = 255
 XATTR_SIZE_MAX = 65536
 XATTR_PREFIXES = (b"user.", b"trusted.", b"security.", b"system.")
 SYMLOOP_MAX = 40
+# Chunk files a sequential reader asks the kernel to read ahead (1 MiB at 128 KiB chunks).
+READAHEAD_CHUNKS = 8
 V9FS_MAGIC = 0x01021997
 
 _now = time.time_ns
@@ -610,27 +612,36 @@ class Volume:
     def read(self, ino: int, offset: int, size: int) -> bytes:
         """Up to ``size`` bytes at ``offset``; holes read as zeros; EIO on a corrupt chunk."""
         for attempt in range(3):
-            plan, length = self._plan_read(ino, offset, size)
+            node, plan, length, ahead = self._plan_read(ino, offset, size, READAHEAD_CHUNKS)
             if not length:
                 return b""
             try:
-                return self._fetch(plan, length)
+                data = self._fetch(plan, length)
+                node.read_end = offset + length
+                if ahead:
+                    self._chunks.advise(ahead)
+                return data
             except FileNotFoundError as exc:
                 # a concurrent overwrite + commit + gc removed the chunk; re-plan
                 if attempt == 2:
                     raise _err(errno.EIO, f"missing chunk {exc.filename}") from exc
         raise AssertionError("unreachable")
 
-    def _plan_read(self, ino: int, offset: int, size: int) -> tuple[list, int]:
-        """The read plan of ``[offset, offset+size)`` clamped to the file size, and its length."""
+    def _plan_read(self, ino: int, offset: int, size: int,
+                   readahead: int = 0) -> tuple[Inode, list, int, list[str]]:
+        """The inode, the read plan of ``[offset, offset+size)`` clamped to the file size,
+        its length, and for a sequential reader up to ``readahead`` stored chunks after it."""
         if offset < 0 or size < 0:
             raise _err(errno.EINVAL, "negative offset or size")
         with self._lock:
             node = self._file(ino)
             end = min(offset + size, node.size)
             if end <= offset:
-                return [], 0
-            return filedata.plan_read(node, offset, end - offset, self._cs), end - offset
+                return node, [], 0, []
+            ahead = []
+            if readahead and offset == node.read_end:
+                ahead = filedata.following_chunks(node, end, self._cs, readahead)
+            return node, filedata.plan_read(node, offset, end - offset, self._cs), end - offset, ahead
 
     def _fetch(self, plan: list, length: int) -> bytes:
         """Assemble a read plan (see filedata.plan_read), reading chunks from disk."""
@@ -640,41 +651,28 @@ class Volume:
         mv = memoryview(out)
         pos = 0
         chunks = self._chunks
+        direct = []   # whole chunks, read straight into the output together
         for p in plan:
             if type(p) is tuple:
                 h, lo, hi, whole = p
                 n = hi - lo
-                # A whole chunk goes straight into the output; a part of one is
-                # read through the cache, since the next read wants the rest.
                 data = chunks.cached(h)
-                if data is not None or not whole or chunks.get_into(h, mv[pos:pos + n]) is None:
+                if data is None and whole:
+                    direct.append((h, mv[pos:pos + n]))
+                else:
+                    # A part of a chunk is read through the cache: the next read wants the rest.
                     piece = (data if data is not None else chunks.get(h))[lo:hi]
                     mv[pos:pos + len(piece)] = piece
             else:
                 n = len(p)
                 mv[pos:pos + n] = p
             pos += n
+        if direct:
+            for (h, dest), got in zip(direct, chunks.get_many_into(direct)):
+                if got is None:  # longer than its extent says: read it whole, keep the start
+                    piece = chunks.get(h)[:len(dest)]
+                    dest[:len(piece)] = piece
         return bytes(out)
-
-    def readahead_targets(self, ino: int, offset: int, count: int) -> list[str]:
-        """Stored chunks among the ``count`` chunks from ``offset`` on that are not in memory.
-
-        For an asynchronous read-ahead: pass them to :meth:`prefetch` in a
-        worker thread. To load in batches, this is empty unless the very next
-        chunk or at least half of the window is missing.
-        """
-        cached = self._chunks.cached_hashes
-        with self._lock:
-            node = self._file(ino)
-            hashes = filedata.following_chunks(node, offset, self._cs, count)
-        missing = [h for h in hashes if h not in cached]
-        if missing and (missing[0] == hashes[0] or 2 * len(missing) >= count):
-            return missing
-        return []
-
-    def prefetch(self, hashes: list[str]) -> None:
-        """Load and verify chunks into memory (blocking; errors are left to the read that needs them)."""
-        self._chunks.prefetch(hashes)
 
     def read_cached(self, ino: int, offset: int, size: int) -> bytes | None:
         """What :meth:`read` returns, if that needs no disk access; else None.
@@ -683,7 +681,7 @@ class Volume:
         chunk files in the kernel's page cache (verified on the way), so it
         is cheap enough to call on an event loop.
         """
-        plan, length = self._plan_read(ino, offset, size)
+        node, plan, length, _ = self._plan_read(ino, offset, size)
         if not length:
             return b""
         cached = self._chunks.get_nowait
@@ -695,6 +693,7 @@ class Volume:
                     return None
                 p = filedata.zero_fill(data, p[1], p[2])
             pieces.append(p)
+        node.read_end = offset + length
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     @property

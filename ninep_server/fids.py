@@ -51,8 +51,6 @@ class Fid:
     opened: bool = False
     open_flags: int = 0
     is_dir: bool = False
-    read_end: int = -1        # where the last Tread ended (sequential read-ahead)
-    prefetching: bool = False  # a read-ahead is in flight
     # xattr fids
     xattr_name: bytes = b""
     xattr_value: bytes | bytearray = b""

@@ -37,8 +37,6 @@ log = structlog.get_logger(__name__)
 V9FS_MAGIC = 0x01021997
 XATTR_SIZE_MAX = 65536
 NAME_MAX = 255
-# Chunks kept loaded and verified ahead of a sequential reader (1 MiB at 128 KiB chunks).
-READAHEAD_CHUNKS = 8
 _XATTR_NAMESPACES = (b"user.", b"trusted.", b"security.", b"system.")
 _ACCMODE = p.OpenFlags.ACCMODE
 _WRITE_FLAGS = p.OpenFlags.WRONLY | p.OpenFlags.RDWR
@@ -91,8 +89,6 @@ class Handlers:
         self.msize = p.MAX_MSIZE
         self.inline: dict[type, Callable[[Any], p.Message]] = {}
         self.tasks: dict[type, Callable[[Any], Any]] = {}
-        # Starts a background task in the connection's nursery (set by the session).
-        self.spawn: Callable[..., None] | None = None
         # Tried inline first; a None reply means "run the task instead".
         self.fast: dict[type, Callable[[Any], p.Message | None]] = {
             p.Tread: self.read_inline, p.Twrite: self.write_inline,
@@ -446,7 +442,7 @@ class Handlers:
     def read_inline(self, msg: p.Tread) -> p.Rread | None:
         """Answer a Tread on the event loop if no disk access is needed, else None.
 
-        Sequential readers mostly land here: :meth:`read` reads ahead.
+        Sequential readers mostly land here: :meth:`read` has the kernel read ahead.
         """
         fid = self._open_for(msg.fid, R)
         count = min(msg.count, self.msize - 11)
@@ -457,35 +453,18 @@ class Handlers:
         data = fid.view.volume.read_cached(fid.ino, msg.offset, count)
         if data is None:
             return None
-        return self._read_done(fid, msg.offset, data, from_disk=False)
+        return self._read_done(data)
 
     async def read(self, msg: p.Tread) -> p.Rread:
         """A Tread that needs the disk (run after :meth:`read_inline` declined)."""
         fid = self._open_for(msg.fid, R)
         count = min(msg.count, self.msize - 11)
         data = await self.server.run_io(fid.view.volume.read, fid.ino, msg.offset, count)
-        return self._read_done(fid, msg.offset, data, from_disk=True)
+        return self._read_done(data)
 
-    def _read_done(self, fid: Fid, offset: int, data: bytes, from_disk: bool) -> p.Rread:
-        sequential = offset == fid.read_end
-        fid.read_end = offset + len(data)
-        if from_disk and sequential and data and not fid.prefetching and self.spawn is not None:
-            # A sequential reader waited for the disk: load and verify its next
-            # chunks in a worker thread while this reply goes out. (Data in the
-            # page cache is verified inline instead; a worker would only compete
-            # with the event loop for the CPU.)
-            targets = fid.view.volume.readahead_targets(fid.ino, fid.read_end, READAHEAD_CHUNKS)
-            if targets:
-                fid.prefetching = True
-                self.spawn(self._prefetch, fid, targets)
+    def _read_done(self, data: bytes) -> p.Rread:
         self.server.metrics_read(len(data))
         return p.Rread(data=data)
-
-    async def _prefetch(self, fid: Fid, targets: list[str]) -> None:
-        try:
-            await self.server.run_io(fid.view.volume.prefetch, targets)
-        finally:
-            fid.prefetching = False
 
     def write_inline(self, msg: p.Twrite) -> p.Rwrite | None:
         """Answer a Twrite on the event loop if it only fills memory buffers, else None."""

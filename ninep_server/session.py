@@ -83,7 +83,6 @@ class Session:
         self.log.info("client connected")
         try:
             async with trio.open_nursery() as nursery:
-                self.handlers.spawn = nursery.start_soon
                 nursery.start_soon(self._writer)
                 try:
                     await self._reader(nursery)

@@ -1,4 +1,4 @@
-"""I/O served from memory: read_cached and its read-ahead, write_nowait."""
+"""I/O served from memory: read_cached, the kernel read-ahead that feeds it, write_nowait."""
 
 import os
 
@@ -49,8 +49,7 @@ def test_read_cached_serves_the_page_cache_and_declines_the_disk(env):
 def test_read_cached_verifies_what_it_reads(env):
     ino, data = _big_file(env, chunks=2)
     vol = env.vol
-    first = vol.readahead_targets(ino, 0, 2)[0]
-    path = env.store.chunks.path(first)
+    path = env.store.chunks.path(vol._file(ino).extents[0][0])
     os.chmod(path, 0o644)
     with open(path, "r+b") as fh:
         fh.write(b"X")
@@ -59,28 +58,22 @@ def test_read_cached_verifies_what_it_reads(env):
     assert vol.read_cached(ino, CS, 10) == data[CS:CS + 10]
 
 
-def test_readahead_targets_come_in_batches(env):
-    ino, data = _big_file(env)
+def test_sequential_reads_have_the_kernel_read_ahead(env):
+    import time
+    ino, data = _big_file(env, chunks=14)
     vol = env.vol
-    targets = vol.readahead_targets(ino, 0, 8)
-    assert len(targets) == 8
-    vol.prefetch(targets)
-    assert vol.readahead_targets(ino, 0, 8) == []
-    # every byte of the window is now served without I/O, and equals read()
-    for off in range(0, 8 * CS - 65536, 65536 - 24):
-        assert vol.read_cached(ino, off, 65536 - 24) == data[off:off + 65536 - 24]
-    # one chunk missing at the far end of the window: not worth a batch yet
-    assert vol.readahead_targets(ino, CS, 8) == []
-    # half of the window missing: fetch it
-    assert len(vol.readahead_targets(ino, 4 * CS, 8)) == 4
-    # the next chunk itself missing: fetch at once, even if it is the only one
-    env.store.chunks.drop_cache()
-    vol.prefetch(vol.readahead_targets(ino, 0, 8)[1:])
-    assert len(vol.readahead_targets(ino, 0, 8)) == 1
-    # past the end of file there is nothing to fetch, and the short last chunk reads right
-    assert vol.readahead_targets(ino, 12 * CS, 8) == []
-    vol.prefetch(vol.readahead_targets(ino, 8 * CS, 8))
-    assert vol.read_cached(ino, 11 * CS, CS) == data[11 * CS:]
+    _evict(env, ino)
+    assert vol.read(ino, 3 * CS, 100) == data[3 * CS:3 * CS + 100]  # not sequential yet
+    time.sleep(0.2)
+    assert vol.read_cached(ino, 5 * CS, 10) is None                  # so nothing was read ahead
+    assert vol.read(ino, 3 * CS + 100, CS - 100) == data[3 * CS + 100:4 * CS]  # sequential
+    # the next READAHEAD_CHUNKS chunk files (4..11) come into the page cache by themselves
+    deadline = time.monotonic() + 5
+    while vol.read_cached(ino, 11 * CS, 10) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert vol.read_cached(ino, 4 * CS, CS) == data[4 * CS:5 * CS]
+    assert vol.read_cached(ino, 11 * CS, 10) == data[11 * CS:11 * CS + 10]
+    assert vol.read_cached(ino, 12 * CS, 10) is None                  # beyond the window
 
 
 def test_read_cached_sees_unflushed_writes_and_holes(env):
@@ -89,21 +82,6 @@ def test_read_cached_sees_unflushed_writes_and_holes(env):
     vol.write(f.ino, 3 * CS + 5, b"tail")   # buffered, not yet a chunk
     assert vol.read_cached(f.ino, 0, 3 * CS + 9) == bytes(3 * CS + 5) + b"tail"
     assert vol.read_cached(f.ino, 3 * CS + 9, 100) == b""   # at EOF
-
-
-def test_prefetch_skips_a_corrupt_chunk_and_the_read_reports_it(env):
-    ino, data = _big_file(env, chunks=2)
-    vol = env.vol
-    first = vol.readahead_targets(ino, 0, 2)[0]
-    path = env.store.chunks.path(first)
-    os.chmod(path, 0o644)
-    with open(path, "r+b") as fh:
-        fh.write(b"X")
-    vol.prefetch(vol.readahead_targets(ino, 0, 2))  # no exception here
-    assert first not in env.store.chunks.cached_hashes  # the corrupt chunk was not kept
-    with pytest.raises(CorruptChunkError):
-        vol.read(ino, 0, 10)
-    assert vol.read(ino, CS, 10) == data[CS:CS + 10]
 
 
 def test_write_nowait_only_fills_buffers(env):
