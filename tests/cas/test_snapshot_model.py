@@ -14,31 +14,17 @@ Run longer with CAS_SNAPSHOT_EXAMPLES=500 (default 30, ~30 s).
 import copy
 import errno
 import os
-import shutil
 import stat
-import tempfile
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import invariant, precondition, rule
 
-from cas import FsError, Store
+from cas import FsError
 
-CHUNK = 256
-NAMES = st.sampled_from([b"a", b"b", b"c", b"\xe9"])
-XNAMES = st.sampled_from([b"user.x", b"user.y"])
+from .model import NAMES, TreeMachine
+
 SNAPS = st.sampled_from(["s1", "s2", "s3", "s4"])
-
-
-class MNode:
-    def __init__(self, kind, target=None):
-        self.kind = kind          # "f", "d" or "l"
-        self.data = bytearray()
-        self.xattrs = {}
-        self.children = {} if kind == "d" else None
-        self.nlink = 2 if kind == "d" else 1
-        self.target = target
-        self.mode = 0o777 if kind == "l" else 0o755
 
 
 def canon_model(nodes, root=0):
@@ -87,78 +73,16 @@ def canon_volume(vol):
     return out, sorted(tuple(sorted(g)) for g in groups.values() if len(g) > 1)
 
 
-class SnapshotMachine(RuleBasedStateMachine):
+class SnapshotMachine(TreeMachine):
     def __init__(self):
         super().__init__()
-        self.dir = tempfile.mkdtemp(prefix="cas-snapmodel-")
-        self.store = Store.open(self.dir + "/s", create=True, chunk_size=CHUNK, dirty_bytes=4 * CHUNK)
-        self.store.create_dataset("m")
-        self.vol = self.store.volume("m")
-        self.nodes = {0: MNode("d")}
-        self.ino = {0: self.vol.root}
-        self.next_id = 1
         self.snaps = {}       # name -> (model copy, canonical tree)
         self.snapvols = {}    # name -> SnapshotVolume (kept across steps to exercise its cache)
         self.dead = []        # volumes of deleted snapshots
         self.clones = {}      # dataset -> expected canonical tree
         self.nclones = 0
 
-    def teardown(self):
-        try:
-            assert self.store.check() == []
-            self.store.close()
-        finally:
-            shutil.rmtree(self.dir, ignore_errors=True)
-
-    # -- helpers ---------------------------------------------------------
-    def walk(self):
-        out, stack = [], [0]
-        while stack:
-            d = stack.pop()
-            out.append(d)
-            stack.extend(c for c in self.nodes[d].children.values() if self.nodes[c].kind == "d")
-        return out
-
-    def dirs(self):
-        return self.walk()
-
-    def of_kind(self, kind):
-        seen = set()
-        for d in self.walk():
-            for c in self.nodes[d].children.values():
-                if self.nodes[c].kind == kind:
-                    seen.add(c)
-        return sorted(seen)
-
-    def files(self):
-        return self.of_kind("f")
-
-    def expect(self, code, fn, *args):
-        try:
-            fn(*args)
-        except FsError as e:
-            assert e.errno == code, (fn.__name__, args, errno.errorcode.get(e.errno), code)
-            return False
-        assert code is None, (fn.__name__, args, "succeeded, expected", errno.errorcode[code])
-        return True
-
-    def parents(self):
-        out = {}
-        for p in self.walk():
-            for c in self.nodes[p].children.values():
-                out[c] = p
-        return out
-
-    def is_ancestor(self, a, d):
-        parents = self.parents()
-        while True:
-            if d == a:
-                return True
-            if d == 0:
-                return False
-            d = parents[d]
-
-    # -- live tree rules -------------------------------------------------
+    # -- live tree rules (the common ones are TreeMachine's) ---------------
     @rule(data=st.data(), name=NAMES, kind=st.sampled_from(["f", "f", "d", "l"]))
     def make(self, data, name, kind):
         d = data.draw(st.sampled_from(self.dirs()))
@@ -172,128 +96,13 @@ class SnapshotMachine(RuleBasedStateMachine):
         else:
             ok = self.expect(code, self.vol.symlink, self.ino[d], name, target, 1, 2)
         if ok:
-            nid = self.next_id
-            self.next_id += 1
-            self.nodes[nid] = MNode(kind, target if kind == "l" else None)
-            parent.children[name] = nid
-            self.ino[nid] = self.vol.lookup(self.ino[d], name).ino
-            if kind == "d":
-                parent.nlink += 1
-
-    @precondition(lambda self: self.files())
-    @rule(data=st.data(), off=st.integers(0, 4 * CHUNK), size=st.integers(0, 2 * CHUNK + 3),
-          byte=st.integers(0, 255))
-    def write(self, data, off, size, byte):
-        f = data.draw(st.sampled_from(self.files()))
-        payload = bytes([byte]) * size if byte % 3 else data.draw(st.binary(min_size=size, max_size=size))
-        assert self.vol.write(self.ino[f], off, payload) == size
-        if size:
-            buf = self.nodes[f].data
-            if len(buf) < off:
-                buf.extend(bytes(off - len(buf)))
-            buf[off:off + size] = payload
-
-    @precondition(lambda self: self.files())
-    @rule(data=st.data(), size=st.integers(0, 5 * CHUNK))
-    def truncate(self, data, size):
-        f = data.draw(st.sampled_from(self.files()))
-        self.vol.setattr(self.ino[f], size=size)
-        buf = self.nodes[f].data
-        if size < len(buf):
-            del buf[size:]
-        else:
-            buf.extend(bytes(size - len(buf)))
+            self.add_node(d, name, kind, target if kind == "l" else None)
 
     @rule(data=st.data(), mode=st.sampled_from([0o600, 0o644, 0o711]))
     def chmod(self, data, mode):
         n = data.draw(st.sampled_from(self.dirs() + self.files()))
         self.vol.setattr(self.ino[n], mode=mode)
         self.nodes[n].mode = mode
-
-    @rule(data=st.data(), name=NAMES)
-    def unlink(self, data, name):
-        d = data.draw(st.sampled_from(self.dirs()))
-        parent = self.nodes[d]
-        c = parent.children.get(name)
-        code = errno.ENOENT if c is None else (errno.EISDIR if self.nodes[c].kind == "d" else None)
-        if self.expect(code, self.vol.unlink, self.ino[d], name):
-            del parent.children[name]
-            self.nodes[c].nlink -= 1
-
-    @rule(data=st.data(), name=NAMES)
-    def rmdir(self, data, name):
-        d = data.draw(st.sampled_from(self.dirs()))
-        parent = self.nodes[d]
-        c = parent.children.get(name)
-        if c is None:
-            code = errno.ENOENT
-        elif self.nodes[c].kind != "d":
-            code = errno.ENOTDIR
-        elif self.nodes[c].children:
-            code = errno.ENOTEMPTY
-        else:
-            code = None
-        if self.expect(code, self.vol.rmdir, self.ino[d], name):
-            del parent.children[name]
-            parent.nlink -= 1
-
-    @precondition(lambda self: self.files())
-    @rule(data=st.data(), name=NAMES)
-    def link(self, data, name):
-        f = data.draw(st.sampled_from(self.files()))
-        d = data.draw(st.sampled_from(self.dirs()))
-        code = errno.EEXIST if name in self.nodes[d].children else None
-        if self.expect(code, self.vol.link, self.ino[f], self.ino[d], name):
-            self.nodes[d].children[name] = f
-            self.nodes[f].nlink += 1
-
-    @rule(data=st.data(), old=NAMES, new=NAMES)
-    def rename(self, data, old, new):
-        sd = data.draw(st.sampled_from(self.dirs()))
-        dd = data.draw(st.sampled_from(self.dirs()))
-        sp, dp = self.nodes[sd], self.nodes[dd]
-        src, dst = sp.children.get(old), dp.children.get(new)
-        code = None
-        if src is None:
-            code = errno.ENOENT
-        elif dst == src:
-            code = None
-        elif self.nodes[src].kind == "d" and self.is_ancestor(src, dd):
-            code = errno.EINVAL
-        elif dst is not None:
-            sk, dk = self.nodes[src].kind, self.nodes[dst].kind
-            if sk == "d" and dk != "d":
-                code = errno.ENOTDIR
-            elif sk != "d" and dk == "d":
-                code = errno.EISDIR
-            elif dk == "d" and self.nodes[dst].children:
-                code = errno.ENOTEMPTY
-        ok = self.expect(code, self.vol.rename, self.ino[sd], old, self.ino[dd], new)
-        if not ok or dst == src:
-            return
-        if dst is not None:
-            if self.nodes[dst].kind == "d":
-                dp.nlink -= 1
-            else:
-                self.nodes[dst].nlink -= 1
-        del sp.children[old]
-        dp.children[new] = src
-        if self.nodes[src].kind == "d":
-            sp.nlink -= 1
-            dp.nlink += 1
-
-    @rule(data=st.data(), name=XNAMES, value=st.binary(max_size=12))
-    def setxattr(self, data, name, value):
-        n = data.draw(st.sampled_from(self.dirs() + self.files()))
-        self.vol.setxattr(self.ino[n], name, value, 0)
-        self.nodes[n].xattrs[name] = value
-
-    @rule(data=st.data(), name=XNAMES)
-    def removexattr(self, data, name):
-        n = data.draw(st.sampled_from(self.dirs() + self.files()))
-        xs = self.nodes[n].xattrs
-        if self.expect(None if name in xs else errno.ENODATA, self.vol.removexattr, self.ino[n], name):
-            del xs[name]
 
     # -- snapshots -------------------------------------------------------
     @rule(name=SNAPS)
@@ -342,24 +151,18 @@ class SnapshotMachine(RuleBasedStateMachine):
         self.clones[new] = (tree, groups)
 
     @rule()
-    def commit(self):
-        self.store.commit()
-
-    @rule()
     def gc(self):
         self.store.gc()
 
     @rule()
     def evict(self):
-        self.vol.evict_all()
+        super().evict()
         for v in self.snapvols.values():
             v.evict_all()
 
     @rule()
     def reopen(self):
-        self.store.close()
-        self.store = Store.open(self.dir + "/s", dirty_bytes=4 * CHUNK)
-        self.vol = self.store.volume("m")
+        super().reopen()
         self.snapvols.clear()
 
     # -- the comparison ----------------------------------------------------
