@@ -28,6 +28,7 @@ class Transport:
         self._fd = sock.fileno() if isinstance(stream, trio.SocketStream) else None
         self._calls = 0
         self.waiting = False   # blocked until the client sends something
+        self._drained = False
 
     async def _maybe_checkpoint(self) -> None:
         self._calls += 1
@@ -45,22 +46,33 @@ class Transport:
             finally:
                 self.waiting = False
         while True:
+            if self._drained:
+                # The last read took all the kernel had: a client waiting for our
+                # replies has sent nothing since, so wait rather than try a read
+                # that would fail with EAGAIN.
+                await self._wait_readable(fd)
             try:
                 data = os.read(fd, max_bytes)
             except BlockingIOError:
-                self._calls = 0
-                self.waiting = True
-                try:
-                    await trio.lowlevel.wait_readable(fd)
-                finally:
-                    self.waiting = False
+                self._drained = True
                 continue
             except OSError as exc:
                 if exc.errno in (errno.ECONNRESET, errno.ETIMEDOUT):
                     return b""
                 raise trio.BrokenResourceError(str(exc)) from exc
-            await self._maybe_checkpoint()
+            self._drained = len(data) < max_bytes
+            if not self._drained:
+                await self._maybe_checkpoint()
             return data
+
+    async def _wait_readable(self, fd: int) -> None:
+        self._calls = 0
+        self._drained = False
+        self.waiting = True
+        try:
+            await trio.lowlevel.wait_readable(fd)
+        finally:
+            self.waiting = False
 
     async def send_all(self, data: bytes) -> None:
         """Send all of ``data`` (the caller holds the connection's send lock)."""

@@ -9,7 +9,6 @@ fixed-width integers (and qids) are packed with one ``struct.Struct``.
 
 from __future__ import annotations
 
-import operator
 import struct
 import typing
 from dataclasses import dataclass, fields
@@ -94,27 +93,29 @@ _BY_TYPE: dict[int, type[Message]] = {int(c.TYPE): c for c in ALL_MESSAGES}
 def _fast_paths():
     """Single-struct codecs for the common shapes, used by encode/decode when they apply.
 
-    A message made of plain integers, optionally followed by one data blob
-    (Tread, Tclunk, Tgetattr, Rwrite, Rread, Twrite, ...), packs as one
-    ``struct`` with the header in front: no per-field loop.
+    A message made of integers and qids, optionally followed by one data blob
+    (Tread, Tclunk, Rgetattr, Rlopen, Rwrite, Rread, Twrite, ...), packs as
+    one ``struct`` with the header in front: no per-field loop. Decoding
+    takes the qid-free ones.
     """
     enc: dict[type, tuple[struct.Struct, Any, bool]] = {}
     dec: dict[int, tuple[type, struct.Struct]] = {}
     for cls, steps in _LAYOUT.items():
         fixed = steps[0] if steps and type(steps[0]) is _Fixed else None
         rest = steps[1:] if fixed else steps
-        if fixed is not None and any(fixed.qids):
-            continue
-        names = fixed.names if fixed else ()
         if rest and (len(rest) > 1 or rest[0].kind != "d"):
             continue
-        blob = bool(rest)
+        names, qids = (fixed.names, fixed.qids) if fixed else ((), ())
+        blob = rest[0].name if rest else None
         fmt = "<IBH" + (fixed.st.format[1:] if fixed else "") + ("I" if blob else "")
+        # The field values in wire order, qids flattened: generated like
+        # dataclasses generates __init__, since a per-field loop is what this avoids.
+        exprs = [f"m.{n}.type, m.{n}.version, m.{n}.path" if q else f"m.{n}" for n, q in zip(names, qids)]
         if blob:
-            names = names + (rest[0].name,)
-        getter = operator.attrgetter(*names) if names else (lambda m: ())
-        enc[cls] = (struct.Struct(fmt), getter if len(names) != 1 else (lambda m, g=getter: (g(m),)), blob)
-        if not blob:
+            exprs.append(f"m.{blob}")
+        getter = eval("lambda m: (" + "".join(e + ", " for e in exprs) + ")")  # noqa: S307
+        enc[cls] = (struct.Struct(fmt), getter, bool(blob))
+        if not blob and not any(qids):
             dec[int(cls.TYPE)] = (cls, struct.Struct("<" + fmt[4:]))
     return enc, dec
 
