@@ -40,6 +40,8 @@ log = structlog.get_logger(__name__)
 _RECV_SIZE = 1 << 20
 _MIN_MSIZE = 4096
 _IO_TYPES = (p.Tread, p.Twrite, p.Tfsync)
+# The reader sends its replies once they add up to this much, even mid-batch.
+_INLINE_SEND_AT = 4 << 20
 
 
 class ProtocolViolation(Exception):
@@ -68,6 +70,7 @@ class Session:
         self.active: dict[int, _Active] = {}
         self._outq: deque[bytes] = deque()    # task replies, for the writer
         self._inline: list[bytes] = []         # inline replies, sent by the reader
+        self._inline_bytes = 0
         self._outq_ready = trio.Event()
         self._send_lock = trio.Lock()
         self._io_slots = trio.Semaphore(server.config.max_requests_per_connection)
@@ -138,6 +141,8 @@ class Session:
                 while (frame := frames.next_frame()) is not None:
                     await self._dispatch(frame, nursery)
                     frames.max_size = self.msize
+                    if self._inline_bytes > _INLINE_SEND_AT:
+                        await self._send_inline()  # a burst of reads: don't pile up replies
                 await self._send_inline()
 
     async def _dispatch(self, frame: bytes, nursery: trio.Nursery) -> None:
@@ -271,7 +276,9 @@ class Session:
 
     def _queue_inline(self, reply: p.Message) -> None:
         """Queue a reply made by the reader; :meth:`_send_inline` sends it."""
-        self._inline.append(p.encode(reply))
+        frame = p.encode(reply)
+        self._inline.append(frame)
+        self._inline_bytes += len(frame)
 
     def _take(self, own: list[bytes]) -> bytes:
         """Everything queued for the writer, then ``own`` (emptied), as one buffer."""
@@ -282,15 +289,15 @@ class Session:
         return frames[0] if len(frames) == 1 else b"".join(frames)
 
     async def _send_inline(self) -> None:
-        """Send the reader's replies now, or leave them to the writer if it is busy."""
+        """Send the reader's replies (after the writer's, if it is sending: backpressure)."""
         if not self._inline:
             return
+        self._inline_bytes = 0
         if self._send_lock.locked():
-            self._outq.extend(self._inline)
-            self._inline.clear()
-            self._outq_ready.set()
+            async with self._send_lock:
+                await self.transport.send_all(self._take(self._inline))
             return
-        self._send_lock.acquire_nowait()
+        self._send_lock.acquire_nowait()  # no checkpoint: the common case costs nothing
         try:
             await self.transport.send_all(self._take(self._inline))
         finally:

@@ -1,0 +1,69 @@
+"""Requests the reader answers itself: reads and writes in memory, bursts, Tflush order."""
+
+from __future__ import annotations
+
+import os
+
+import trio
+
+from ninep_server import protocol as p
+from ninep_server.address import parse_address
+
+MiB = 1 << 20
+
+
+async def test_burst_of_large_reads_all_come_back_whole(live):
+    data = os.urandom(12 * MiB)
+    async with live.connect() as c:
+        await c.write_file(b"big", data, fsync=True)
+        f = await c.open(b"big")
+        count = c.msize - p.IOHDRSZ
+        # 12 reads of (nearly) 1 MiB sent in one write: more than the reader
+        # buffers before sending, so it sends in the middle of the batch too.
+        batch = await c.start_many([p.Tread(fid=f.fid, offset=i * count, count=count) for i in range(12)])
+        got = b"".join([(await pd.result()).data for pd in batch])
+        assert got == data[:12 * count]
+        # sequential reads after that (served from memory or the page cache)
+        assert await c.read_all(f.fid) == data
+        await c.clunk(f.fid)
+
+
+async def test_small_writes_answered_inline_are_durable_and_readable(live):
+    async with live.connect() as c:
+        f = await c.create(b"log")
+        pieces = [bytes([i]) * (1000 + i) for i in range(200)]
+        off = 0
+        for piece in pieces:
+            assert await c.write(f.fid, off, piece) == len(piece)
+            off += len(piece)
+        await c.fsync(f.fid)
+        await c.clunk(f.fid)
+        assert await c.read_file(b"log") == b"".join(pieces)
+    assert live.server.metrics.request_count("Twrite") >= 200
+
+
+async def test_rflush_never_overtakes_an_inline_reply(live):
+    """Tread + Tflush of it in one segment: the Rread must come first."""
+    async with live.connect() as c:
+        await c.write_file(b"f", b"hello" * 1000)
+    stream = await trio.open_tcp_stream("127.0.0.1", parse_address(live.tcp).port)
+    async with stream:
+        frames = p.FrameBuffer(max_size=p.MAX_MSIZE)
+
+        async def rpc(*msgs):
+            await stream.send_all(b"".join(p.encode(m) for m in msgs))
+            out = []
+            while len(out) < len(msgs):
+                while (frame := frames.next_frame()) is None:
+                    frames.feed(await stream.receive_some(1 << 20))
+                out.append(p.decode(frame))
+            return out
+
+        await rpc(p.Tversion(tag=p.NOTAG, msize=65536, version=p.VERSION_9P2000L))
+        await rpc(p.Tattach(tag=1, fid=1, afid=p.NOFID, uname=b"0", aname=b"", n_uname=0))
+        await rpc(p.Twalk(tag=1, fid=1, newfid=2, wnames=[b"f"]))
+        await rpc(p.Tlopen(tag=1, fid=2, flags=0))
+        for _ in range(20):
+            replies = await rpc(p.Tread(tag=7, fid=2, offset=0, count=5000), p.Tflush(tag=8, oldtag=7))
+            assert [type(r) for r in replies] == [p.Rread, p.Rflush]
+            assert replies[0].data == b"hello" * 1000
