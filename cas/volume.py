@@ -298,10 +298,16 @@ class Volume:
         self._dirty(node)
         return node.attr()
 
-    def _data_lock(self, ino: int, for_size: bool = False) -> threading.Lock:
-        """The striped lock that serializes writes and truncates of ``ino``."""
+    def _data_lock(self, ino: int, for_size: bool = False, wait: bool = True) -> threading.Lock | None:
+        """The striped lock that serializes writes and truncates of ``ino``.
+
+        While a commit is taking the data locks (Store._quiesce) this waits,
+        or with ``wait=False`` returns None.
+        """
         if not self._dgate.is_set():
-            self._dgate.wait()  # a commit is taking the data locks (Store._quiesce)
+            if not wait:
+                return None
+            self._dgate.wait()
         with self._lock:
             node = self._get(ino)
             fmt = node.mode & _IFMT
@@ -756,9 +762,9 @@ class Volume:
             raise _err(errno.EINVAL, "negative offset")
         n = len(data)
         s = self._s
-        if not wait and not self._dgate.is_set():
+        dlock = self._data_lock(ino, wait=wait)
+        if dlock is None:
             return None
-        dlock = self._data_lock(ino)
         if n == 0:
             return 0
         if offset + n > s.max_file_size:
