@@ -165,16 +165,11 @@ class ChunkStore:
         Raises CorruptChunkError (EIO) if the content does not hash to ``h``
         and FileNotFoundError if the chunk is absent.
         """
-        with self._lock:
-            data = self._rcache.get(h)
-            if data is not None:
-                self._rcache.move_to_end(h)
-                return data
-        data = _read_whole(self.path(h), self._expect)
-        if chunk_hash(data) != h:
-            log.error("corrupt chunk", chunk=h, path=self.path(h), length=len(data))
-            raise CorruptChunkError(h)
-        self._remember(h, data)
+        data = self.cached(h)
+        if data is None:
+            data = _read_whole(self.path(h), self._expect)
+            self._check(h, data)
+            self._remember(h, data)
         return data
 
     def cached(self, h: str) -> bytes | None:
@@ -215,11 +210,15 @@ class ChunkStore:
         if n != size:
             return None
         data = bytes(buf)
+        self._check(h, data)
+        self._remember(h, data)
+        return data
+
+    def _check(self, h: str, data) -> None:
+        """Raise CorruptChunkError (and log it) unless ``data`` hashes to ``h``."""
         if chunk_hash(data) != h:
             log.error("corrupt chunk", chunk=h, path=self.path(h), length=len(data))
             raise CorruptChunkError(h)
-        self._remember(h, data)
-        return data
 
     def _remember(self, h: str, data: bytes) -> None:
         if self._rcache_max:
@@ -255,9 +254,7 @@ class ChunkStore:
             total += n
         if total == cap and os.read(fd, 1):
             return None
-        if chunk_hash(dest[:total]) != h:
-            log.error("corrupt chunk", chunk=h, path=self.path(h), length=total)
-            raise CorruptChunkError(h)
+        self._check(h, dest[:total])
         return total
 
     def get_many_into(self, items: list[tuple[str, memoryview]]) -> list[int | None]:
