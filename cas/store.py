@@ -355,13 +355,7 @@ class Store:
             self._epoch += 1
             vols = list(self._volumes.values())
             jobs = [vol._snapshot_buffers() for vol in vols]
-        try:
-            stored = [[(node, vol._store_chunks(items)) for node, items in job]
-                      for vol, job in zip(vols, jobs)]
-        except OSError as exc:
-            self.last_commit_error = exc
-            log.error("commit failed storing chunks", error=str(exc))
-            raise FsError(exc.errno or errno.EIO, f"commit failed: {exc}") from exc
+        stored = self._store_buffers(vols, jobs)
         batch = Batch()
         caps: list = []
         # Writes went on while the chunks were stored: a buffer may now hold bytes
@@ -373,25 +367,15 @@ class Store:
         # (O(bytes written during the store phase)), then capture.
         with self._quiesce(vols):
             with self._lock.priority():
-                for vol, done in zip(vols, stored):
-                    for node, items in done:
-                        vol._install(node, items)
+                self._install_stored(vols, stored)
                 jobs = [vol._snapshot_buffers() for vol in vols]
                 late = any(jobs)
                 if not late:
                     self._capture(vols, batch, caps)
             if late:
-                try:
-                    stored = [[(node, vol._store_chunks(items)) for node, items in job]
-                              for vol, job in zip(vols, jobs)]
-                except OSError as exc:
-                    self.last_commit_error = exc
-                    log.error("commit failed storing chunks", error=str(exc))
-                    raise FsError(exc.errno or errno.EIO, f"commit failed: {exc}") from exc
+                stored = self._store_buffers(vols, jobs)
                 with self._lock.priority():
-                    for vol, done in zip(vols, stored):
-                        for node, items in done:
-                            vol._install(node, items)
+                    self._install_stored(vols, stored)
                     self._capture(vols, batch, caps)
         try:
             self._chunks.make_durable()
@@ -416,6 +400,23 @@ class Store:
             for h in cap.pins:
                 self._chunks.unpin(h)
         self._gc_hashes(candidates)
+
+    def _store_buffers(self, vols: list, jobs: list) -> list:
+        """Store the sealed buffers of each volume's job as chunks (outside the store lock)."""
+        try:
+            return [[(node, vol._store_chunks(items)) for node, items in job]
+                    for vol, job in zip(vols, jobs)]
+        except OSError as exc:
+            self.last_commit_error = exc
+            log.error("commit failed storing chunks", error=str(exc))
+            raise FsError(exc.errno or errno.EIO, f"commit failed: {exc}") from exc
+
+    @staticmethod
+    def _install_stored(vols: list, stored: list) -> None:
+        """Record stored chunks in their inodes (store lock held)."""
+        for vol, done in zip(vols, stored):
+            for node, items in done:
+                vol._install(node, items)
 
     def _capture(self, vols: list, batch: Batch, caps: list) -> None:
         """Capture every volume's dirty state into ``batch`` (store lock held)."""

@@ -5,15 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from ..server.conftest import ADMIN_TOKEN, start_live
-
-
-@pytest.fixture
-async def live(tmp_path, nursery):
-    srv = await start_live(tmp_path, nursery)
-    yield srv
-    await srv.server.shutdown()
-    srv.store.close()
+from ..server.conftest import ADMIN_TOKEN, live  # noqa: F401  (the same live server fixture)
 
 
 def admin_client(live, *, tcp: bool = False, token: str | None = ADMIN_TOKEN) -> httpx.AsyncClient:
