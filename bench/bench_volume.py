@@ -10,6 +10,9 @@ Reports: small-file create+write(4 KiB)+close per second, warm stat per
 second, sequential write and read MB/s of a large file, and peak RSS while
 creating many files through the Volume (in a child process).
 
+The sequential measures run in interleaved rounds (``--reps``), each on new
+files, and report the median of the per-round ratios.
+
 Sequential reads are measured twice. From the disk (``seq_read_MBps``, the
 page cache dropped before each side; needs root) both sides read the same
 bytes from the device. With the page cache warm (``seq_read_warm_MBps``) the
@@ -32,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from statistics import median
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -142,44 +146,48 @@ def blake3_gbps() -> float:
     return n * len(buf) / t / 1e9
 
 
-def bench_seq(base: str, mib: int, block: int, drop_caches: bool) -> dict:
+def bench_seq(base: str, mib: int, block: int, drop_caches: bool, reps: int) -> dict:
+    """Sequential write, warm read and (with ``drop_caches``) read from disk.
+
+    ``reps`` interleaved rounds; each writes a new file on both sides with
+    content of its own (so the Volume cannot dedup against an earlier round)
+    and keeps it until the end, so no round pays for an earlier one's
+    deletion. Which side goes first alternates. Returns a list per measure.
+    """
     total = mib * MiB
-    # distinct content for every chunk-sized window, so dedup does not help the
-    # Volume side: blocks are windows of a random buffer at odd offsets
+    # distinct content for every chunk-sized window: blocks are windows of a
+    # random buffer at odd offsets, shifted by the round
     buf = memoryview(os.urandom(96 * MiB))
     span = len(buf) - block
 
-    def payload(i):
-        o = (i * 1_000_003) % span
+    def payload(rep, i):
+        o = (i * 1_000_003 + rep * 7_919) % span
         return buf[o:o + block]
-
-    plain_path = os.path.join(base, "plain-big")
-
-    def plain_write():
-        fd = os.open(plain_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        for i in range(total // block):
-            os.write(fd, payload(i))
-        os.fsync(fd)
-        os.close(fd)
-
-    def plain_read():
-        with open(plain_path, "rb", buffering=0) as f:
-            while f.read(block):
-                pass
 
     store = Store.open(os.path.join(base, "store-big"), create=True)
     store.create_dataset("b")
     vol = store.volume("b")
     loop = CommitLoop(store)
-    ino = vol.create(vol.root, b"big", 0o644, 0, 0).ino
 
-    def vol_write():
+    def plain_write(rep, path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        for i in range(total // block):
+            os.write(fd, payload(rep, i))
+        os.fsync(fd)
+        os.close(fd)
+
+    def plain_read(path):
+        with open(path, "rb", buffering=0) as f:
+            while f.read(block):
+                pass
+
+    def vol_write(rep, ino):
         w = vol.write
         for i in range(total // block):
-            w(ino, i * block, payload(i))
+            w(ino, i * block, payload(rep, i))
         vol.fsync(ino)
 
-    def vol_read():
+    def vol_read(ino):
         r = vol.read
         off = 0
         while True:
@@ -189,30 +197,38 @@ def bench_seq(base: str, mib: int, block: int, drop_caches: bool) -> dict:
             off += len(got)
 
     def drop():
-        if drop_caches:
-            os.sync()
-            with open("/proc/sys/vm/drop_caches", "w") as f:
-                f.write("3\n")
-
-    res = {}
-    res["plain_write"] = mib / timed(plain_write)
-    res["vol_write"] = mib / timed(vol_write)
-    res["vol_chunks_written"] = store.chunks.chunks_written
-    # Warm: both files are in the page cache (plain: one memcpy per byte; the
-    # Volume also verifies every chunk with BLAKE3, which bounds it).
-    res["plain_read_warm"] = mib / timed(plain_read)
-    store.chunks.drop_cache()
-    res["vol_read_warm"] = mib / timed(vol_read)
-    if drop_caches:
-        # From the disk: the page cache dropped before each side.
-        drop()
-        res["plain_read"] = mib / timed(plain_read)
-        drop()
+        os.sync()
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
         store.chunks.drop_cache()
-        res["vol_read"] = mib / timed(vol_read)
+
+    res: dict[str, list] = {}
+
+    def note(key, seconds):
+        res.setdefault(key, []).append(mib / seconds)
+
+    for rep in range(reps):
+        path = os.path.join(base, f"plain-big-{rep}")
+        ino = vol.create(vol.root, b"big-%d" % rep, 0o644, 0, 0).ino
+        sides = [("plain", lambda: plain_write(rep, path), lambda: plain_read(path)),
+                 ("vol", lambda: vol_write(rep, ino), lambda: vol_read(ino))]
+        if rep % 2:
+            sides.reverse()
+        for name, write, _ in sides:
+            note(f"{name}_write", timed(write))
+        # Warm: both files are in the page cache (plain: one memcpy per byte; the
+        # Volume also verifies every chunk with BLAKE3, which bounds it).
+        for name, _, read in sides:
+            store.chunks.drop_cache()
+            note(f"{name}_read_warm", timed(read))
+        if drop_caches:
+            # From the disk: the page cache dropped before each side.
+            for name, _, read in sides:
+                drop()
+                note(f"{name}_read", timed(read))
+    res["vol_chunks_written"] = store.chunks.chunks_written
     loop.close()
     store.close()
-    os.unlink(plain_path)
     return res
 
 
@@ -264,6 +280,8 @@ def main() -> None:
     ap.add_argument("--stat-rounds", type=int, default=20, help="stat passes over the small files")
     ap.add_argument("--seq-mib", type=int, default=1024, help="size of the sequential file")
     ap.add_argument("--block", type=int, default=1 << 20, help="sequential I/O size")
+    ap.add_argument("--reps", type=int, default=3,
+                    help="interleaved rounds of the sequential measures (medians are reported)")
     ap.add_argument("--rss-files", type=int, default=200_000, help="files for the RSS run")
     ap.add_argument("--rss-empty", action="store_true", help="RSS run creates empty files")
     ap.add_argument("--no-drop-caches", dest="drop_caches", action="store_false",
@@ -281,19 +299,21 @@ def main() -> None:
         plain, vol = bench_stat(base, args.small, args.stat_rounds)
         results["warm_stat_per_s"] = {"plain": plain, "volume": vol, "ratio": vol / plain,
                                       "target_volume": 100_000}
-        seq = bench_seq(base, args.seq_mib, args.block, args.drop_caches)
-        results["seq_write_MBps"] = {"plain": seq["plain_write"], "volume": seq["vol_write"],
-                                     "ratio": seq["vol_write"] / seq["plain_write"],
-                                     "target_ratio": 0.5}
-        if "plain_read" in seq:
-            results["seq_read_MBps"] = {"plain": seq["plain_read"], "volume": seq["vol_read"],
-                                        "ratio": seq["vol_read"] / seq["plain_read"],
-                                        "target_ratio": 0.5}
-        results["seq_read_warm_MBps"] = {
-            "plain": seq["plain_read_warm"], "volume": seq["vol_read_warm"],
-            "ratio": seq["vol_read_warm"] / seq["plain_read_warm"],
-            # a verified read cannot beat one memcpy plus one BLAKE3 pass per byte
-            "bound_ratio": 1 / (1 + seq["plain_read_warm"] / (blake3_gbps() * 1000))}
+        seq = bench_seq(base, args.seq_mib, args.block, args.drop_caches, args.reps)
+        b3 = blake3_gbps()
+        for key, side in (("seq_write_MBps", "write"), ("seq_read_MBps", "read"),
+                          ("seq_read_warm_MBps", "read_warm")):
+            if f"plain_{side}" not in seq:
+                continue
+            plain, vol = seq[f"plain_{side}"], seq[f"vol_{side}"]
+            ratios = [v / p for p, v in zip(plain, vol)]
+            results[key] = {"plain": median(plain), "volume": median(vol),
+                            "ratio": median(ratios), "ratios": ratios}
+            if side == "read_warm":
+                # a verified read cannot beat one memcpy plus one BLAKE3 pass per byte
+                results[key]["bound_ratio"] = 1 / (1 + median(plain) / (b3 * 1000))
+            else:
+                results[key]["target_ratio"] = 0.5
         if args.rss_files:
             rss, dt, cached = bench_rss(base, args.rss_files, args.rss_empty)
             results["rss_create"] = {"files": args.rss_files, "peak_rss_MB": rss / MiB,
@@ -307,8 +327,10 @@ def main() -> None:
     for key, r in results.items():
         if "ratio" in r:
             bound = f"  (bound {r['bound_ratio']:.2f})" if "bound_ratio" in r else ""
+            rounds = ("  rounds " + " ".join(f"{x:.2f}" for x in r["ratios"])
+                      if "ratios" in r else "")
             print(f"{key:20s} plain {r['plain']:12.1f}  volume {r['volume']:12.1f}  "
-                  f"ratio {r['ratio']:.2f}{bound}")
+                  f"ratio {r['ratio']:.2f}{bound}{rounds}")
         else:
             print(f"{key:20s} {r['files']} files: peak RSS {r['peak_rss_MB']:.0f} MB, "
                   f"{r['files_per_s']:.0f} files/s, {r['cached_inodes_at_end']} inodes cached")

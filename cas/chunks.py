@@ -7,8 +7,10 @@ import ctypes.util
 import errno
 import os
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import blake3
 import structlog
@@ -38,6 +40,11 @@ def _load_syncfs():
 
 
 _syncfs = _load_syncfs()
+# prefetch() skips a chunk it announced less than _ANNOUNCED_FOR seconds ago
+# (at most _ANNOUNCED_MAX of them): long enough for a reader's overlapping
+# windows, short enough that a later pass over evicted data is read ahead again
+_ANNOUNCED_FOR = 1.0
+_ANNOUNCED_MAX = 4096
 _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None)
 
 
@@ -73,15 +80,28 @@ class ChunkStore:
     Pins protect chunks that uncommitted metadata refers to from deletion:
     :meth:`put` pins its hash, :meth:`unpin` releases it, and
     :meth:`delete_if_unpinned` checks the pin under the same lock.
+
+    Two kinds of helper threads, started on first use and joined by
+    :meth:`close`: ``io_threads - 1`` writers that :meth:`put_many` spreads
+    a batch of chunks over (the caller's thread does its share), and one
+    read-ahead thread behind :meth:`prefetch`. Both spend nearly all their
+    time in system calls and BLAKE3, which release the GIL.
     """
 
-    def __init__(self, root: str, read_cache: int = 128, chunk_size: int = 128 * 1024):
+    def __init__(self, root: str, read_cache: int = 128, chunk_size: int = 128 * 1024,
+                 io_threads: int | None = None):
         self.root = root
         self._expect = chunk_size
         self._lock = threading.Lock()
         self._pins: dict[str, int] = {}
         self._rcache: OrderedDict[str, bytes] = OrderedDict()
         self._rcache_max = read_cache
+        self._io_threads = max(1, io_threads if io_threads is not None
+                               else min(4, os.cpu_count() or 1))
+        self._writers: ThreadPoolExecutor | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._announced: OrderedDict[str, float] = OrderedDict()
+        self._closed = False
         self._unsynced = 0
         self.bytes_written = 0
         self.chunks_written = 0
@@ -125,10 +145,77 @@ class ChunkStore:
             if pin:
                 self.unpin(h)
             raise
-        self._unsynced += 1
-        self.bytes_written += len(data)
-        self.chunks_written += 1
+        with self._lock:
+            self._unsynced += 1
+            self.bytes_written += len(data)
+            self.chunks_written += 1
         return h
+
+    def put_many(self, contents: Sequence, pin: bool = True) -> list[str]:
+        """:meth:`put` each of ``contents``; return their hashes in order.
+
+        A batch is spread over the writer threads, so hashing and creating
+        one chunk file overlaps with the next. On error no chunk of the batch
+        stays pinned and the first error is raised.
+        """
+        k = min(len(contents), self._io_threads)
+        if k < 2:
+            return self._put_all(contents, pin)
+        step = -(-len(contents) // k)
+        groups = [contents[i:i + step] for i in range(0, len(contents), step)]
+        pool = self._pool("_writers", self._io_threads - 1, "chunk-writer")
+        futures = [pool.submit(self._put_all, g, pin) for g in groups[1:]]
+        results: list = []
+        try:
+            results.append(self._put_all(groups[0], pin))
+        except BaseException as exc:
+            results.append(exc)
+        for f in futures:
+            try:
+                results.append(f.result())
+            except BaseException as exc:
+                results.append(exc)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            if pin:
+                for r in results:
+                    if not isinstance(r, BaseException):
+                        for h in r:
+                            self.unpin(h)
+            raise failed[0]
+        return [h for r in results for h in r]
+
+    def _put_all(self, contents: Sequence, pin: bool) -> list[str]:
+        """Put ``contents`` one after the other; unpin them all if one fails."""
+        out: list[str] = []
+        try:
+            for data in contents:
+                out.append(self.put(data, pin=pin))
+        except BaseException:
+            if pin:
+                for h in out:
+                    self.unpin(h)
+            raise
+        return out
+
+    def _pool(self, attr: str, workers: int, name: str) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._closed:
+                raise FsError(errno.EIO, "chunk store is closed")
+            pool = getattr(self, attr)
+            if pool is None:
+                pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+                setattr(self, attr, pool)
+            return pool
+
+    def close(self) -> None:
+        """Stop the helper threads (pending read-ahead is dropped); idempotent."""
+        with self._lock:
+            self._closed = True
+            pools = [p for p in (self._writers, self._reader) if p is not None]
+            self._writers = self._reader = None
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def unpin(self, h: str) -> None:
         with self._lock:
@@ -144,9 +231,10 @@ class ChunkStore:
 
     def make_durable(self) -> None:
         """Make every chunk written so far durable (one syncfs, or sync)."""
-        if not self._unsynced:
-            return
-        self._unsynced = 0
+        with self._lock:
+            if not self._unsynced:
+                return
+            self._unsynced = 0
         if _syncfs is not None:
             fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
             try:
@@ -277,11 +365,37 @@ class ChunkStore:
             for fd in fds:
                 os.close(fd)
 
+    def prefetch(self, hashes) -> None:
+        """Read-ahead: have these chunk files read into the page cache, in the background.
+
+        Returns at once. The read-ahead thread opens each file and asks the
+        kernel for it (``WILLNEED``), so even the file-system lookups of a
+        cold chunk stay off the caller's thread; the reads that follow find
+        the data in memory. Chunks announced recently are skipped, so a
+        sequential reader may pass an overlapping window on every read.
+        """
+        now = time.monotonic()
+        with self._lock:
+            if self._closed:
+                return
+            seen = self._announced
+            while seen and (len(seen) > _ANNOUNCED_MAX
+                            or next(iter(seen.values())) < now - _ANNOUNCED_FOR):
+                seen.popitem(last=False)
+            fresh = [h for h in hashes if h not in seen]
+            for h in fresh:
+                seen[h] = now
+        if fresh:
+            try:
+                self._pool("_reader", 1, "chunk-readahead").submit(self.advise, fresh)
+            except (FsError, RuntimeError):
+                pass  # closing: read-ahead is only advice
+
     def advise(self, hashes) -> None:
         """Ask the kernel to start reading these chunk files into the page cache.
 
-        Asynchronous read-ahead: the reads that follow find them in memory.
-        Missing files are skipped.
+        The kernel reads them asynchronously; the reads that follow find them
+        in memory. Missing files are skipped.
         """
         for h in hashes:
             try:

@@ -215,6 +215,7 @@ class Store:
         finally:
             self._closed = True
             try:
+                self._chunks.close()
                 self._catalog.close()
             finally:
                 os.close(self._lockfd)
@@ -404,8 +405,7 @@ class Store:
     def _store_buffers(self, vols: list, jobs: list) -> list:
         """Store the sealed buffers of each volume's job as chunks (outside the store lock)."""
         try:
-            return [[(node, vol._store_chunks(items)) for node, items in job]
-                    for vol, job in zip(vols, jobs)]
+            return [vol._store_jobs(job) for vol, job in zip(vols, jobs)]
         except OSError as exc:
             self.last_commit_error = exc
             log.error("commit failed storing chunks", error=str(exc))

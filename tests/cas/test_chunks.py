@@ -1,4 +1,5 @@
 import os
+import threading
 
 import blake3
 import pytest
@@ -61,3 +62,32 @@ def test_make_durable_and_temporaries(tmp_path):
     open(tmp_path / "c" / "ab" / ".tmp-junk", "wb").close()
     assert cs.remove_temporaries() == 1
     assert len(list(cs)) == 1
+
+
+def test_put_many_spreads_a_batch_and_keeps_its_order(tmp_path):
+    cs = ChunkStore(str(tmp_path / "c"), io_threads=3)
+    try:
+        contents = [os.urandom(1000 + i) for i in range(10)] + [b"dup", b"dup"]
+        hashes = cs.put_many(contents)
+        assert hashes == [blake3.blake3(c).hexdigest() for c in contents]
+        assert [cs.get(h) for h in hashes] == contents
+        assert cs.chunks_written == 11          # the duplicate is stored once
+        assert all(cs.pinned(h) for h in hashes)
+        names = {t.name for t in threading.enumerate()}
+        assert any(n.startswith("chunk-writer") for n in names)
+    finally:
+        cs.close()
+    assert not any(t.name.startswith("chunk-") for t in threading.enumerate())
+
+
+def test_put_many_failure_leaves_nothing_pinned(tmp_path):
+    cs = ChunkStore(str(tmp_path / "c"), io_threads=2)
+    try:
+        good = [os.urandom(500) for _ in range(3)]
+        with pytest.raises(TypeError):
+            cs.put_many(good + [object()])     # the second half fails after storing one
+        assert not any(cs.pinned(blake3.blake3(c).hexdigest()) for c in good)
+    finally:
+        cs.close()
+    with pytest.raises(Exception, match="closed"):
+        cs.put_many([b"a", b"b"])

@@ -5,6 +5,7 @@ import os
 import pytest
 
 from cas import CorruptChunkError
+from cas.volume import READAHEAD_CHUNKS
 
 CS = 128 * 1024
 
@@ -60,20 +61,41 @@ def test_read_cached_verifies_what_it_reads(env):
 
 def test_sequential_reads_have_the_kernel_read_ahead(env):
     import time
-    ino, data = _big_file(env, chunks=14)
+    n = READAHEAD_CHUNKS
+    ino, data = _big_file(env, chunks=n + 6)
     vol = env.vol
     _evict(env, ino)
     assert vol.read(ino, 3 * CS, 100) == data[3 * CS:3 * CS + 100]  # not sequential yet
     time.sleep(0.2)
     assert vol.read_cached(ino, 5 * CS, 10) is None                  # so nothing was read ahead
     assert vol.read(ino, 3 * CS + 100, CS - 100) == data[3 * CS + 100:4 * CS]  # sequential
-    # the next READAHEAD_CHUNKS chunk files (4..11) come into the page cache by themselves
+    # the next READAHEAD_CHUNKS chunk files (4 .. n+3) come into the page cache by themselves
+    last = n + 3
     deadline = time.monotonic() + 5
-    while vol.read_cached(ino, 11 * CS, 10) is None and time.monotonic() < deadline:
+    while vol.read_cached(ino, last * CS, 10) is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert vol.read_cached(ino, 4 * CS, CS) == data[4 * CS:5 * CS]
-    assert vol.read_cached(ino, 11 * CS, 10) == data[11 * CS:11 * CS + 10]
-    assert vol.read_cached(ino, 12 * CS, 10) is None                  # beyond the window
+    assert vol.read_cached(ino, last * CS, 10) == data[last * CS:last * CS + 10]
+    assert vol.read_cached(ino, (last + 1) * CS, 10) is None          # beyond the window
+
+
+def test_read_ahead_is_announced_once_per_pass(env):
+    """Overlapping windows announce each chunk once; a later pass announces it again."""
+    import time
+    chunks = env.store.chunks
+    asked = []
+    chunks.advise = lambda hs: asked.extend(hs)   # record what reaches the read-ahead thread
+    chunks.prefetch(["a", "b", "c"])
+    chunks.prefetch(["b", "c", "d"])
+    deadline = time.monotonic() + 5
+    while len(asked) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert asked == ["a", "b", "c", "d"]
+    time.sleep(1.1)  # past the announcement memory: evicted data is read ahead again
+    chunks.prefetch(["c", "d"])
+    while len(asked) < 6 and time.monotonic() < deadline + 2:
+        time.sleep(0.01)
+    assert asked == ["a", "b", "c", "d", "c", "d"]
 
 
 def test_read_cached_sees_unflushed_writes_and_holes(env):
