@@ -74,7 +74,7 @@ def test_put_many_spreads_a_batch_and_keeps_its_order(tmp_path):
         assert cs.chunks_written == 11          # the duplicate is stored once
         assert all(cs.pinned(h) for h in hashes)
         names = {t.name for t in threading.enumerate()}
-        assert any(n.startswith("chunk-writer") for n in names)
+        assert any(n.startswith("chunk-io") for n in names)
     finally:
         cs.close()
     assert not any(t.name.startswith("chunk-") for t in threading.enumerate())
