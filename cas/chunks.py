@@ -44,6 +44,8 @@ _syncfs = _load_syncfs()
 # (at most _ANNOUNCED_MAX of them): long enough for a reader's overlapping
 # windows, short enough that a later pass over evicted data is read ahead again
 _ANNOUNCED_FOR = 1.0
+# Opening a cold chunk file waits for its inode to be read: two threads overlap those waits.
+_READAHEAD_THREADS = 2
 _ANNOUNCED_MAX = 4096
 _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None)
 
@@ -81,10 +83,11 @@ class ChunkStore:
     :meth:`put` pins its hash, :meth:`unpin` releases it, and
     :meth:`delete_if_unpinned` checks the pin under the same lock.
 
-    Two kinds of helper threads, started on first use and joined by
-    :meth:`close`: ``io_threads - 1`` workers that :meth:`put_many` spreads
-    a batch of chunks over (the caller's thread does its share), and one read-ahead thread behind :meth:`prefetch`. Both spend nearly all their
-    time in system calls and BLAKE3, which release the GIL.
+    Helper threads, started on first use and joined by :meth:`close`:
+    ``io_threads - 1`` workers that :meth:`put_many` spreads a batch of
+    chunks over (the caller's thread does its share), and
+    ``_READAHEAD_THREADS`` behind :meth:`prefetch`. They spend nearly all
+    their time in system calls and BLAKE3, which release the GIL.
     """
 
     def __init__(self, root: str, read_cache: int = 128, chunk_size: int = 128 * 1024,
@@ -381,7 +384,7 @@ class ChunkStore:
     def prefetch(self, hashes) -> None:
         """Read-ahead: have these chunk files read into the page cache, in the background.
 
-        Returns at once. The read-ahead thread opens each file and asks the
+        Returns at once. A read-ahead thread opens each file and asks the
         kernel for it (``WILLNEED``), so even the file-system lookups of a
         cold chunk stay off the caller's thread; the reads that follow find
         the data in memory. Chunks announced recently are skipped, so a
@@ -400,7 +403,7 @@ class ChunkStore:
                 seen[h] = now
         if fresh:
             try:
-                self._pool("_reader", 1, "chunk-readahead").submit(self.advise, fresh)
+                self._pool("_reader", _READAHEAD_THREADS, "chunk-readahead").submit(self.advise, fresh)
             except (FsError, RuntimeError):
                 pass  # closing: read-ahead is only advice
 

@@ -38,8 +38,8 @@ XATTR_NAME_MAX = 255
 XATTR_SIZE_MAX = 65536
 XATTR_PREFIXES = (b"user.", b"trusted.", b"security.", b"system.")
 SYMLOOP_MAX = 40
-# Chunk files read ahead for a sequential reader (4 MiB at 128 KiB chunks): one
-# chunk store's read-ahead thread opens them and asks the kernel for them.
+# Chunk files read ahead for a sequential reader (4 MiB at 128 KiB chunks): the
+# chunk store's read-ahead threads open them and ask the kernel for them.
 READAHEAD_CHUNKS = 32
 V9FS_MAGIC = 0x01021997
 
