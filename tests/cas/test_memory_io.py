@@ -90,12 +90,12 @@ def test_read_ahead_is_announced_once_per_pass(env):
     deadline = time.monotonic() + 5
     while len(asked) < 4 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert asked == ["a", "b", "c", "d"]
+    assert sorted(asked) == ["a", "b", "c", "d"]   # two read-ahead threads: any order
     time.sleep(1.1)  # past the announcement memory: evicted data is read ahead again
     chunks.prefetch(["c", "d"])
     while len(asked) < 6 and time.monotonic() < deadline + 2:
         time.sleep(0.01)
-    assert asked == ["a", "b", "c", "d", "c", "d"]
+    assert sorted(asked) == ["a", "b", "c", "c", "d", "d"]
 
 
 def test_read_cached_sees_unflushed_writes_and_holes(env):
