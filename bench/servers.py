@@ -9,38 +9,26 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "vm-images"))
+import hostserver  # noqa: E402
 
 
 class BenchError(RuntimeError):
     """A benchmark could not run (no server, failed guest, bad result)."""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_tcp(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"server exited with {proc.returncode} before listening")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise BenchError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+def _wait_tcp(port: int, proc: subprocess.Popen) -> None:
+    try:
+        hostserver.wait_tcp(port, proc)
+    except hostserver.ServerStartError as exc:
+        raise BenchError(str(exc)) from exc
 
 
 class Server:
@@ -73,13 +61,8 @@ class Server:
             return "(no log)"
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            hostserver.stop(self.proc, timeout=30)
 
     def pid(self) -> int:
         assert self.proc is not None
@@ -112,20 +95,10 @@ class Diod(Server):
         self.aname = str(self.export)
         self.log_path = Path(workdir) / "diod.log"
         os.chmod(self.export, 0o755)   # diod attaches as "nobody" first
-        for attempt in range(5):
-            port = free_port()
-            self.proc = subprocess.Popen(
-                [binary, "-f", "-n", "-c", "/dev/null", "-L", "stderr",
-                 "-e", str(self.export), "-l", f"127.0.0.1:{port}"],
-                stdin=subprocess.DEVNULL, stdout=open(self.log_path, "ab"),
-                stderr=subprocess.STDOUT, start_new_session=True)
-            try:
-                _wait_tcp(port, self.proc)
-                break
-            except BenchError:
-                self.stop()
-                if attempt == 4:
-                    raise BenchError(f"diod did not start:\n{self.log_tail()}")
+        try:
+            self.proc, port = hostserver.start_diod(binary, self.export, self.log_path)
+        except hostserver.ServerStartError as exc:
+            raise BenchError(f"diod did not start ({exc}):\n{self.log_tail()}") from exc
         self.address = f"tcp:127.0.0.1:{port}"
 
 

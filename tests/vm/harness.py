@@ -12,14 +12,11 @@ import os
 import pwd
 import re
 import shutil
-import signal
-import socket
 import stat
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,6 +24,7 @@ VM_IMAGES = ROOT / "vm-images"
 WORKLOADS_DIR = Path(__file__).resolve().parent / "workloads"
 sys.path.insert(0, str(VM_IMAGES))
 import build  # noqa: E402
+import hostserver  # noqa: E402
 import runner  # noqa: E402
 
 IN_CI = os.environ.get("CI") == "true"
@@ -247,12 +245,6 @@ class NinepView:
 # --------------------------------------------------------------------------
 # servers
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class ServerError(RuntimeError):
     pass
 
@@ -271,32 +263,13 @@ class Server:
         return self.unix or self.tcp
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        hostserver.stop(self.proc)
 
     def log_tail(self, n: int = 4000) -> str:
         try:
             return self.log_path.read_text(errors="replace")[-n:]
         except OSError:
             return ""
-
-
-def _wait_tcp(port: int, proc: subprocess.Popen, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ServerError(f"server exited with {proc.returncode} before listening")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise ServerError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
 
 
 class DiodServer(Server):
@@ -316,22 +289,10 @@ class DiodServer(Server):
         self.export.mkdir()
         os.chmod(self.export, 0o755)
         self.log_path = workdir / "diod.log"
-        for attempt in range(5):
-            port = free_port()
-            # -n: no auth; -c /dev/null: ignore /etc/diod.conf.  Not -N: diod
-            # must look up uids so that it can switch to them.
-            self.proc = subprocess.Popen(
-                [binary, "-f", "-n", "-c", "/dev/null", "-L", "stderr",
-                 "-e", str(self.export), "-l", f"127.0.0.1:{port}"],
-                stdin=subprocess.DEVNULL, stdout=open(self.log_path, "ab"),
-                stderr=subprocess.STDOUT, start_new_session=True)
-            try:
-                _wait_tcp(port, self.proc)
-                break
-            except ServerError:
-                self.stop()
-                if attempt == 4:
-                    raise ServerError(f"diod did not start:\n{self.log_tail()}")
+        try:
+            self.proc, port = hostserver.start_diod(binary, self.export, self.log_path)
+        except hostserver.ServerStartError as exc:
+            raise ServerError(f"diod did not start ({exc}):\n{self.log_tail()}") from exc
         self.tcp = f"tcp:127.0.0.1:{port}"
         self.unix = None
         self.aname = str(self.export)
