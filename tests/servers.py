@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vm-images"))
+from hostserver import free_port, start_diod as _launch_diod, stop as _stop  # noqa: E402,F401
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -22,25 +24,6 @@ def require(condition: bool, why: str) -> None:
         if IN_CI:
             pytest.fail(f"required in CI: {why}")
         pytest.skip(why)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_tcp(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode} before listening")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port} after {timeout}s")
 
 
 def diod_binary() -> str | None:
@@ -64,26 +47,15 @@ class RunningServer:
         return int(self.address.rsplit(":", 1)[1])
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            _stop(self.proc)
 
 
 def start_diod(export_dir: Path) -> RunningServer:
     binary = diod_binary()
     require(binary is not None, "diod is not installed (apt-get install diod)")
     require(os.geteuid() == 0, "diod tests need root to serve arbitrary uids")
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "-f", "-n", "-e", str(export_dir), "-l", f"127.0.0.1:{port}", "-L", "stderr"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_for_tcp(port, proc)
+    proc, port = _launch_diod(binary, export_dir, export_dir.parent / "diod.log")
     return RunningServer("diod", f"tcp:127.0.0.1:{port}", str(export_dir).encode(), export_dir=export_dir, proc=proc)
 
 
