@@ -68,6 +68,12 @@ class CommitLoop:
         self.t.join()
 
 
+def settle() -> None:
+    """Start a write measure on a quiet disk: no writeback or discard of earlier work in flight."""
+    os.sync()
+    time.sleep(1)
+
+
 def timed(fn):
     t0 = time.perf_counter()
     fn()
@@ -100,7 +106,9 @@ def bench_small(base: str, n: int, payloads: list[bytes]) -> tuple[float, float]
             rel(ino)
         store.commit()
 
+    settle()
     t_vol = timed(volume)
+    settle()
     t_plain = timed(plain)
     loop.close()
     store.close()
@@ -215,6 +223,7 @@ def bench_seq(base: str, mib: int, block: int, drop_caches: bool, reps: int) -> 
         if rep % 2:
             sides.reverse()
         for name, write, _ in sides:
+            settle()
             note(f"{name}_write", timed(write))
         # Warm: both files are in the page cache (plain: one memcpy per byte; the
         # Volume also verifies every chunk with BLAKE3, which bounds it).
@@ -321,6 +330,7 @@ def main() -> None:
                                      "cached_inodes_at_end": cached, "target_MB": 500}
     finally:
         shutil.rmtree(base, ignore_errors=True)
+        os.sync()  # the deletions' discards, so that the next run does not pay for them
     if args.json:
         print(json.dumps(results, indent=2))
         return
