@@ -44,9 +44,9 @@ _syncfs = _load_syncfs()
 # (at most _ANNOUNCED_MAX of them): long enough for a reader's overlapping
 # windows, short enough that a later pass over evicted data is read ahead again
 _ANNOUNCED_FOR = 1.0
+_ANNOUNCED_MAX = 4096
 # Opening a cold chunk file waits for its inode to be read: two threads overlap those waits.
 _READAHEAD_THREADS = 2
-_ANNOUNCED_MAX = 4096
 _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None)
 
 
