@@ -8,10 +8,11 @@ B=/mnt/b/wl-$WL/lockfile
 : >"$A"
 check "second mount sees the file" test -e "$B"
 
-# flock
+# flock. The release FIFO exists before any holder starts: a holder whose
+# `read` found no FIFO would exit at once and drop the lock before the checks.
+mkfifo /tmp/flock-release
 flock -x "$A" -c 'echo held >/tmp/flock-held; read x </tmp/flock-release' &
 holder=$!
-mkfifo /tmp/flock-release
 while [ ! -e /tmp/flock-held ]; do sleep 0.1; done
 denied "flock -n -x while exclusive held on the other mount" flock -n -x "$B" true
 denied "flock -n -s while exclusive held on the other mount" flock -n -s "$B" true
