@@ -131,7 +131,9 @@ class RemoteBackend:
         return self._job("import", {"source": os.path.abspath(source), "dataset": dataset, "path": path}, progress)
 
     def export_tree(self, dataset: str, dest: str, snapshot: str | None = None, path: str = "/", progress=None) -> dict:
-        params = {"dataset": dataset, "dest": os.path.abspath(dest), "snapshot": snapshot, "path": path}
+        params = {"dataset": dataset, "dest": os.path.abspath(dest), "path": path}
+        if snapshot is not None:  # the live tree: the API takes no snapshot field at all
+            params["snapshot"] = snapshot
         return self._job("export", params, progress)
 
 

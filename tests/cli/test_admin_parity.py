@@ -106,3 +106,52 @@ def test_same_results_with_and_without_a_server(populated, tmp_path):
     # status needs a server
     proc = ninep(populated, "status", ok=False)
     assert proc.returncode == 1 and b"no server is running" in proc.stderr
+
+
+def _tree(root) -> dict:
+    """Every path under ``root`` with its type, mode, size and content."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            data = open(p, "rb").read() if os.path.isfile(p) else None
+            out[os.path.relpath(p, root)] = (st.st_mode, st.st_size if data is not None else None, data)
+    return out
+
+
+def _without_duration(out: bytes) -> str:
+    """An import/export summary line without its duration ("in 0.02s")."""
+    return out.decode().rsplit(" in ", 1)[0]
+
+
+def test_transfers_and_rollback_agree_with_and_without_a_server(populated, tmp_path):
+    """import, export (live tree and @snapshot) and rollback, run both ways, give the same output and trees."""
+    src = tmp_path / "src2"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "h").write_bytes(os.urandom(70_000))
+    (src / "top").write_text("top\n")
+    results = {}
+    for mode in ("offline", "online"):
+        server = start_ninep(populated) if mode == "online" else None
+        try:
+            out = {
+                "import": ninep(populated, "import", str(src), f"main/in-{mode}").stdout,
+                "export-live": ninep(populated, "export", "main", str(tmp_path / f"live-{mode}")).stdout,
+                "export-snap": ninep(populated, "export", "main@one", str(tmp_path / f"snap-{mode}")).stdout,
+                "rollback": ninep(populated, "snapshot", "rollback", "main@two").stdout,
+            }
+            out["export-after"] = ninep(populated, "export", "main", str(tmp_path / f"after-{mode}")).stdout
+        finally:
+            if server:
+                server.stop()
+        results[mode] = {k: _without_duration(v) for k, v in out.items()}
+        live = _tree(tmp_path / f"live-{mode}")
+        assert live.pop(f"in-{mode}")[0] & 0o170000 == 0o040000
+        assert {k.removeprefix(f"in-{mode}/"): v for k, v in live.items() if k.startswith(f"in-{mode}/")} == _tree(src)
+        # rolled back to @two: the import is gone again, and the tree equals @two's
+        assert not (tmp_path / f"after-{mode}" / f"in-{mode}").exists()
+    assert results["offline"] == {k: v.replace("online", "offline") for k, v in results["online"].items()}
+    assert _tree(tmp_path / "snap-offline") == _tree(tmp_path / "snap-online")
+    assert _tree(tmp_path / "after-offline") == _tree(tmp_path / "after-online")
+    assert results["online"]["export-live"].startswith("exported ")
