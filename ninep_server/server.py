@@ -505,6 +505,10 @@ def _warn_if_exposed(server: Server) -> None:
 
 def run_server(store_path: str, listen: list[Address], config_path: str | None = None) -> int:
     """Entry point of ``ninep serve``."""
+    # Whatever this process creates is owner-only unless it says otherwise: the
+    # store sets its own modes, but DuckDB creates its WAL and spill files
+    # with the umask (cas/perms.py).
+    os.umask(0o077)
     try:
         config = load_config(config_path) if config_path else ServerConfig()
     except ConfigError as exc:
