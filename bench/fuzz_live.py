@@ -420,6 +420,7 @@ def _verify_after_restart(store: Path, files: dict) -> list[str]:
 def run(frames: int, connections: int, seed: int, workdir: Path | None = None, min_canary_ops: int = 100) -> dict:
     """The whole run; returns the figures (see the module docstring)."""
     work = Path(workdir) if workdir else tempdir("ninep-fuzz-")
+    work.mkdir(parents=True, exist_ok=True)
     store = work / "store"
     t_start = time.monotonic()
     server = Ninep(store, work)

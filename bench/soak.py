@@ -200,6 +200,7 @@ def _verify_after_restart(store: Path, workers: list[Worker]) -> tuple[int, list
 
 def run(clients: int, duration: float, seed: int, workdir: Path | None = None) -> dict:
     work = Path(workdir) if workdir else tempdir("ninep-soak-")
+    work.mkdir(parents=True, exist_ok=True)
     store = work / "store"
     t_start = time.monotonic()
     workers = [Worker(i, random.Random(seed * 1000 + i)) for i in range(clients)]
