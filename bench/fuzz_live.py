@@ -498,6 +498,8 @@ def report(result: dict, out: Path, name: str) -> None:
     intro = (f"`python bench/fuzz_live.py --frames {result['frames_sent']} --connections {result['connections']} "
              f"--seed {result['seed']}`: random, mutated and extreme-valued 9P2000.L frames against a live "
              "`ninep serve`, while a canary client writes, fsyncs and verifies files in its own dataset.")
+    if result.get("note"):
+        intro += f"\n\n{result['note']}"
     livecheck.write_results(out, name, "Live fuzzing", intro, rows, result, sections)
 
 
@@ -510,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(livecheck.RESULTS), help="directory for NAME.md and NAME.json")
     ap.add_argument("--name", default="fuzz-live")
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    ap.add_argument("--note", default="", help="a line for the report (what was run, where)")
     args = ap.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     try:
@@ -517,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"fuzz_live: {exc}", file=sys.stderr)
         return 2
+    result["note"] = args.note
     report(result, Path(args.out), args.name)
     if args.json:
         print(json.dumps(result, indent=2, default=str))

@@ -280,6 +280,8 @@ def report(result: dict, out: Path, name: str) -> None:
     intro = (f"`python bench/soak.py --clients {result['clients']} --duration {result['duration_seconds']:.0f} "
              f"--seed {result['seed']}`: concurrent clients of `ninep_server.client` against a live `ninep serve`, "
              "each creating, writing, overwriting, reading (verified), renaming, unlinking and fsyncing files.")
+    if result.get("note"):
+        intro += f"\n\n{result['note']}"
     livecheck.write_results(out, name, "Soak", intro, rows, result, sections)
 
 
@@ -291,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", help="keep the store here (default: a temporary directory, removed on success)")
     ap.add_argument("--out", default=str(livecheck.RESULTS), help="directory for NAME.md and NAME.json")
     ap.add_argument("--name", default="soak")
+    ap.add_argument("--note", default="", help="a line for the report (what was run, where)")
     args = ap.parse_args(argv)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     try:
@@ -298,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"soak: {exc}", file=sys.stderr)
         return 2
+    result["note"] = args.note
     report(result, Path(args.out), args.name)
     print(f"{result['clients']} clients, {result['duration_seconds']} s: {result['ops']:,} ops "
           f"({result['ops_per_s']:,.0f}/s), {result['errors']} errors, peak RSS {result['server_peak_rss_mib']} MiB, "
