@@ -12,6 +12,12 @@ namespace the store accepts (user., trusted., security., system.), and
 sparse holes (import reads only the data regions found with SEEK_DATA and
 SEEK_HOLE; export writes only non-zero chunks and leaves holes elsewhere;
 an all-zero chunk is a hole in the store, so it comes back as one).
+Owners, and setuid/setgid with them, come back on export only when asked
+for and when running as root (see :func:`export_tree`).
+
+Host directories are opened once and walked by held descriptors, never by
+path again, and no symlink on the host is followed (cas/hostdirs.py): a
+path swapped for a symlink while a transfer waits or runs leads nowhere.
 """
 
 from __future__ import annotations
