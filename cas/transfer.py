@@ -539,7 +539,8 @@ def export_tree(store, dataset: str, dest: str | bytes, *, snapshot: str | None 
     """Write the tree at ``path`` of ``dataset`` (or ``dataset@snapshot``) into ``dest``.
 
     ``dest`` is created if missing and then takes the exported directory's
-    attributes; a ``dest`` that existed keeps its own mode, owner and times.
+    attributes; a ``dest`` that existed keeps its own mode and owner (the
+    export sets none of its attributes).
     Existing names inside it are EEXIST. ``preserve_owner`` restores owners,
     and with them setuid and setgid bits, when running as root; otherwise
     files belong to the caller and no setuid or setgid bit is set. ``dest``

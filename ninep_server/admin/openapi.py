@@ -173,7 +173,7 @@ OPENAPI: dict = {
                             "dest": {
                                 **_PATH,
                                 "description": "a directory on the server's host; one that exists keeps its own "
-                                "mode, owner and times",
+                                "mode and owner",
                             },
                             "snapshot": _NAME,
                             "path": _PATH,

@@ -28,8 +28,8 @@ DEST_DIR, created when missing, preserving what import preserves except
 owners: the files belong to whoever runs the export (the server's user when
 a server runs), and setuid and setgid bits are dropped, since 9P clients
 chose them. --preserve-owner restores owners and those bits (as root). A
-DEST_DIR that exists keeps its own mode, owner and times. Symlinks on the
-way to DEST_DIR are resolved once, when the export starts.
+DEST_DIR that exists keeps its own mode and owner. Symlinks on the way to
+DEST_DIR are resolved once, when the export starts.
 
 examples:
   ninep export photos /restore/photos
