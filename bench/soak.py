@@ -222,6 +222,7 @@ def run(clients: int, duration: float, seed: int, workdir: Path | None = None) -
     rss = [r for _, r in soak["rss_samples"]]
     result = {
         "clients": clients,
+        "duration_requested": duration,
         "duration_seconds": round(soak["seconds"], 1),
         "ops": during,
         "ops_per_s": round(during / soak["seconds"], 1) if soak["seconds"] else 0,
@@ -277,7 +278,7 @@ def report(result: dict, out: Path, name: str) -> None:
         ("Server log (most frequent errors and warnings)",
          [f"- {e['count']} x `{e['event']}` e.g. `{e['sample']}`" for e in result["server_log"]["by_event"]]),
     ]
-    intro = (f"`python bench/soak.py --clients {result['clients']} --duration {result['duration_seconds']:.0f} "
+    intro = (f"`python bench/soak.py --clients {result['clients']} --duration {result['duration_requested']:g} "
              f"--seed {result['seed']}`: concurrent clients of `ninep_server.client` against a live `ninep serve`, "
              "each creating, writing, overwriting, reading (verified), renaming, unlinking and fsyncing files.")
     if result.get("note"):
