@@ -22,6 +22,7 @@ from typing import Iterator
 import duckdb
 import pyarrow as pa
 
+from . import perms
 from .errors import StoreFormatError
 
 FORMAT_VERSION = 1
@@ -84,7 +85,9 @@ class Catalog:
 
     def __init__(self, path: str, create: bool, chunk_size: int, memory_limit: str = "256MB"):
         existed = _exists(path)
+        self.path = path
         self.db = duckdb.connect(path)
+        self.own_files()
         self.db.execute(f"SET memory_limit='{memory_limit}'")
         self.db.execute("SET wal_autocheckpoint='512MB'")
         self.db.execute("SET preserve_insertion_order=false")
@@ -338,6 +341,7 @@ class Catalog:
                 except duckdb.Error:
                     pass
                 raise
+            self.own_files()
 
     def read(self, sql: str, params=None) -> list[tuple]:
         """Run a read-only query on the reader cursor (cache-miss loads)."""
@@ -348,6 +352,15 @@ class Catalog:
         """Run a read-only query on the writer connection (check/admin use)."""
         with self._wlock:
             return self.db.execute(sql, params or []).fetchall()
+
+    def own_files(self) -> None:
+        """Make DuckDB's files owner-only: it creates them with the process umask,
+        and re-creates the WAL after every checkpoint (two lstat calls when all is well)."""
+        for suffix in ("", ".wal", ".tmp"):
+            try:
+                perms.tighten(self.path + suffix, exact=True)
+            except OSError:
+                pass  # not ours to change (another owner): the open-time audit reports it
 
     def checkpoint(self) -> None:
         with self._wlock:

@@ -16,6 +16,7 @@ import blake3
 import structlog
 
 from .errors import CorruptChunkError, FsError
+from .perms import CHUNK_MODE, DIR_MODE
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +69,15 @@ def _read_whole(path: str, expect: int) -> bytes:
         os.close(fd)
 
 
+def _mkdir_private(path: str) -> None:
+    """Create directory ``path`` (0700, whatever the umask) unless it exists."""
+    try:
+        os.mkdir(path, DIR_MODE)
+    except FileExistsError:
+        return
+    os.chmod(path, DIR_MODE)
+
+
 class ChunkStore:
     """Chunk files under ``root/<2 hex>/<64 hex>``.
 
@@ -107,8 +117,9 @@ class ChunkStore:
         self._unsynced = 0
         self.bytes_written = 0
         self.chunks_written = 0
+        _mkdir_private(root)
         for i in range(256):
-            os.makedirs(os.path.join(root, f"{i:02x}"), exist_ok=True)
+            _mkdir_private(os.path.join(root, f"{i:02x}"))
 
     def path(self, h: str) -> str:
         return f"{self.root}/{h[:2]}/{h}"
@@ -130,8 +141,9 @@ class ChunkStore:
             return h
         tmp = f"{self.root}/{h[:2]}/.tmp-{h[:16]}-{os.getpid()}-{threading.get_ident()}"
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, CHUNK_MODE)
             try:
+                os.fchmod(fd, CHUNK_MODE)  # whatever the umask (a chunk holds file contents)
                 view = memoryview(data)
                 while view:
                     n = os.write(fd, view)

@@ -14,8 +14,9 @@ Checks, for the live tree of every dataset and for every snapshot:
 - orphan chunks: chunk files no catalog row references (garbage, not damage).
 
 ``repair=True`` fixes what needs no guessing: nlink counts (written through
-the normal commit path, so snapshots keep their view) and orphan chunks (one
-gc run). Everything else is listed as not fixable. The catalog checks run
+the normal commit path, so snapshots keep their view), orphan chunks (one
+gc run) and store files other local users could read (made owner-only; they
+are warnings, not damage). Everything else is listed as not fixable. The catalog checks run
 under the store's commit lock, so a live server's commits wait meanwhile.
 """
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from . import gc as gcmod
+from . import perms
 from .views import all_views, chunk_users, read_cursor, visible
 
 log = structlog.get_logger(__name__)
@@ -54,6 +56,8 @@ class FsckReport:
     orphan_chunks: int = 0
     orphan_bytes: int = 0
     orphans_freed: int = 0
+    loose_modes: int = 0     # store paths other local users could read (see cas/perms.py)
+    modes_fixed: int = 0
     datasets: int = 0
     snapshots: int = 0
     inodes: int = 0
@@ -90,6 +94,7 @@ def fsck(store, *, repair: bool = False) -> FsckReport:
                     f.fixed = True
     if repair and report.orphan_chunks:
         report.orphans_freed = gcmod.collect(store, commit=False).chunks_freed
+    _check_modes(store, report, repair)
     log.info("fsck finished", damage=len(report.damage), orphan_chunks=report.orphan_chunks,
              repaired=repair)
     return report
@@ -299,6 +304,22 @@ def _check_chunks(store, report: FsckReport, listed: dict[str, int]) -> None:
         if h not in referenced and not store.chunks.pinned(h):
             report.orphan_chunks += 1
             report.orphan_bytes += size
+
+
+def _check_modes(store, report: FsckReport, repair: bool) -> None:
+    """Store files must be owner-only: a warning each (not damage), fixed by ``repair``."""
+    loose = perms.audit(str(store.path), deep=True)
+    report.loose_modes = len(loose)
+    if repair:
+        report.modes_fixed = perms.repair(loose)
+    for item in loose[:20]:
+        state = "made owner-only" if repair else "run fsck --repair to make it owner-only"
+        report.warnings.append(f"{item.path}: mode {item.mode & 0o7777:04o} lets other local "
+                               f"users in; {state}")
+    if len(loose) > 20:
+        report.warnings.append(f"... and {len(loose) - 20} more paths that are not owner-only")
+    if loose:
+        log.warning("store paths not owner-only", count=len(loose), fixed=report.modes_fixed)
 
 
 def _fix_nlinks(store, fixes: list[tuple[int, int, int]]) -> None:

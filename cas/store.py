@@ -7,6 +7,9 @@ Layout::
     STORE/catalog.duckdb    the DuckDB catalog (+ .wal)
     STORE/chunks/ab/<64 hex>
 
+Everything in it is owner-only (see cas/perms.py): the chunks hold every
+file's contents whatever its 9P mode.
+
 The store runs no threads of its own. The server calls :meth:`Store.commit`
 every ``commit_interval`` seconds; ``Volume.fsync`` runs or joins a commit.
 
@@ -31,6 +34,7 @@ from contextlib import ExitStack, contextmanager
 
 import structlog
 
+from . import perms
 from .catalog import INODE_COLS, Batch, Catalog
 from .chunks import ChunkStore
 from .errors import FsError, StoreFormatError, StoreLockedError
@@ -159,7 +163,9 @@ class Store:
                 raise StoreFormatError(f"{path}: directory is not empty and not a ninep store")
             if chunk_size <= 0 or chunk_size > 16 << 20:
                 raise ValueError("chunk_size must be in (0, 16 MiB]")
-        lockfd = os.open(os.path.join(path, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+            os.chmod(path, perms.DIR_MODE)  # a new store is owner-only, whatever the umask
+        lockfd = os.open(os.path.join(path, "lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                         perms.FILE_MODE)
         try:
             try:
                 fcntl.flock(lockfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -180,7 +186,11 @@ class Store:
             try:
                 chunks = ChunkStore(os.path.join(path, "chunks"), chunk_size=catalog.chunk_size)
                 if fresh:
-                    with open(fmt_path + ".tmp", "w") as f:
+                    os.fchmod(lockfd, perms.FILE_MODE)
+                    fd = os.open(fmt_path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+                                 | os.O_CLOEXEC, perms.FILE_MODE)
+                    with open(fd, "w") as f:
+                        os.fchmod(fd, perms.FILE_MODE)
                         f.write(f"{FORMAT_NAME} {FORMAT_VERSION}\n")
                         f.flush()
                         os.fsync(f.fileno())
@@ -197,6 +207,13 @@ class Store:
                     reserve_bytes=reserve_bytes, commit_interval=commit_interval,
                     dirty_bytes=dirty_bytes)
         store._gc_hashes(catalog.remove_orphans())
+        catalog.own_files()
+        loose = perms.audit(str(path))
+        if loose:
+            log.warning("store files are readable by other local users: run `ninep fsck --repair` "
+                        "to make them owner-only", store=str(path),
+                        paths=[f"{item.path} ({item.mode & 0o7777:04o})" for item in loose[:20]],
+                        more=max(0, len(loose) - 20))
         log.debug("store opened", path=path, chunk_size=store.chunk_size, fresh=fresh)
         return store
 

@@ -10,6 +10,7 @@ Example ``ninep.toml``::
     gc_interval = 3600             # seconds between background gc runs (0 = off)
     export_unlisted = true         # serve datasets not listed below with defaults
     snapdir_hidden = false         # list /.snapshots in the root (it is reachable either way)
+    free_space_reserve = "64M"     # writes get ENOSPC below this much free space: "256M", "1G", "5%"
 
     [admin]
     socket = "/run/ninep/admin.sock"   # default: <store>/admin.sock, mode 0600
@@ -37,6 +38,8 @@ Example ``ninep.toml``::
 from __future__ import annotations
 
 import ipaddress
+import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +80,52 @@ class ExportConfig:
         return any(addr in net for net in self.allow if net.version == addr.version)
 
 
+_SIZE_RE = re.compile(r"(\d+)\s*([KMGT]?)(?:i?B)?", re.IGNORECASE)
+_PERCENT_RE = re.compile(r"(\d+(?:\.\d*)?)\s*%")
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+@dataclass(frozen=True)
+class Reserve:
+    """Free space the store keeps for its catalog: a byte count or a share of the filesystem.
+
+    Writes fail with ENOSPC once free space would drop below it, and Tstatfs
+    reports the space above it as available (DESIGN.md §6).
+    """
+
+    nbytes: int | None = 64 << 20
+    percent: float | None = None
+
+    def resolve(self, path: str) -> int:
+        """The reserve in bytes for a store at ``path`` (a percentage of its filesystem's size)."""
+        if self.percent is None:
+            return int(self.nbytes or 0)
+        probe = os.path.abspath(path)
+        while not os.path.exists(probe):  # a store not created yet: its filesystem is the parent's
+            probe = os.path.dirname(probe)
+        st = os.statvfs(probe)
+        return int(st.f_blocks * st.f_frsize * self.percent / 100)
+
+    def __str__(self) -> str:
+        return f"{self.percent:g}%" if self.percent is not None else str(self.nbytes)
+
+
+def parse_reserve(text: str | int) -> Reserve:
+    """``"256M"``, ``"1G"``, ``"4096"``, ``0`` or ``"5%"`` (of the filesystem, at most 100)."""
+    if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
+        return Reserve(nbytes=text)
+    if isinstance(text, str):
+        value = text.strip()
+        m = _PERCENT_RE.fullmatch(value)
+        if m and float(m.group(1)) <= 100:
+            return Reserve(nbytes=None, percent=float(m.group(1)))
+        m = _SIZE_RE.fullmatch(value)
+        if m:
+            return Reserve(nbytes=int(m.group(1)) * _UNITS[m.group(2).upper()])
+    raise ValueError(f"a free-space reserve is a size such as 256M, 1G, 4096 or 0, or a percentage "
+                     f"of the filesystem such as 5%; not {text!r}")
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Server-wide settings plus the declared exports."""
@@ -90,6 +139,7 @@ class ServerConfig:
     commit_interval: float = 0.2
     gc_interval: float = 3600.0
     snapdir_hidden: bool = False
+    free_space_reserve: Reserve = Reserve()
     admin_socket: str | None = None  # None: <store>/admin.sock; "" disables it
     admin_listen: str | None = None  # "tcp:HOST:PORT": also serve the admin API on TCP
     admin_token: str | None = None  # bearer token the TCP admin listener requires
@@ -141,6 +191,11 @@ def parse_config(data: dict, source: str = "config") -> ServerConfig:
                 kwargs[key] = int(str(value), 8)
             except ValueError:
                 raise ConfigError(f"{source}: server.unix_socket_mode must be octal like \"0600\"") from None
+        elif key == "free_space_reserve":
+            try:
+                kwargs[key] = parse_reserve(value)
+            except ValueError as exc:
+                raise ConfigError(f"{source}: server.free_space_reserve: {exc}") from None
         elif key in _SERVER_KEYS:
             want = _SERVER_KEYS[key]
             if not isinstance(value, want) and not (want is float and isinstance(value, int)):

@@ -19,7 +19,7 @@ from cas import FsError, Store
 
 from .access import host_identity
 from .address import Address, parse_address
-from .config import ConfigError, ServerConfig, load_config
+from .config import ConfigError, Reserve, ServerConfig, load_config
 from . import protocol as p
 from .fids import LIVE, SNAPDIR, SNAPSHOT, View
 from . import __version__
@@ -472,7 +472,8 @@ async def _serve_until_signalled(server: Server, listen: list[Address]) -> None:
             await listener.aclose()
         raise SystemExit(f"ninep: cannot listen: {exc.strerror or exc}") from None
     exports = server.store.datasets() if server.config.export_unlisted else sorted(server.config.exports)
-    log.info("serving", listen=server.listening, admin=server.admin_listening, exports=exports, store=str(server.store.path))
+    log.info("serving", listen=server.listening, admin=server.admin_listening, exports=exports, store=str(server.store.path),
+             free_space_reserve=server.store.reserve_bytes)
     _warn_if_exposed(server)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -503,15 +504,22 @@ def _warn_if_exposed(server: Server) -> None:
         )
 
 
-def run_server(store_path: str, listen: list[Address], config_path: str | None = None) -> int:
-    """Entry point of ``ninep serve``."""
+def run_server(store_path: str, listen: list[Address], config_path: str | None = None,
+               reserve: Reserve | None = None) -> int:
+    """Entry point of ``ninep serve``; ``reserve`` overrides the configured free-space reserve."""
+    # Whatever this process creates is owner-only unless it says otherwise: the
+    # store sets its own modes, but DuckDB creates its WAL and spill files
+    # with the umask (cas/perms.py).
+    os.umask(0o077)
     try:
         config = load_config(config_path) if config_path else ServerConfig()
     except ConfigError as exc:
         print(f"ninep: {exc}", file=sys.stderr)
         return 2
     try:
-        store = Store.open(store_path, create=True, commit_interval=config.commit_interval)
+        reserve_bytes = (reserve or config.free_space_reserve).resolve(store_path)
+        store = Store.open(store_path, create=True, commit_interval=config.commit_interval,
+                           reserve_bytes=reserve_bytes)
     except Exception as exc:  # the store explains what is wrong (lock, format version, ...)
         print(f"ninep: cannot open store {store_path}: {exc}", file=sys.stderr)
         return 1

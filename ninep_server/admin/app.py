@@ -47,6 +47,7 @@ class _TokenMiddleware:
 
 _JOB_FIELDS = {
     "kind": str, "dry_run": bool, "repair": bool, "source": str, "dataset": str, "path": str, "dest": str, "snapshot": str,
+    "preserve_owner": bool,
 }  # fmt: skip
 
 
@@ -77,7 +78,10 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
 
     Over the owner-only unix socket, import and export may use any path on
     the server's host (the caller is the server's own user). Over TCP they
-    are limited to the configured ``[admin] transfer_roots``.
+    are limited to the configured ``[admin] transfer_roots``: checked here
+    for a prompt answer, and enforced again when the job runs, where the
+    host directory is opened beneath its root without following symlinks
+    (cas/hostdirs.py), so swapping a path component meanwhile leads nowhere.
     """
     roots = None if token is None else [os.path.realpath(r) for r in server.config.admin_transfer_roots]
 
@@ -198,15 +202,18 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
             if not os.path.isdir(source):
                 raise bad_request(f"source {source!r} is not a directory on the server's host")
             params = {"source": source, "dataset": dataset, "path": path}
-            return params, lambda ops, progress: ops.import_tree(source, dataset, path, progress=progress)
+            return params, lambda ops, progress: ops.import_tree(source, dataset, path, progress=progress, roots=roots)
         if kind == "export":
             dataset, dest = _str_field(body, "dataset"), _str_field(body, "dest")
             dest = allowed_path(dest, "dest")
             snapshot, path = body.get("snapshot") or None, body.get("path") or "/"
             if not isinstance(path, str) or not (snapshot is None or isinstance(snapshot, str)):
                 raise bad_request("fields 'path' and 'snapshot' must be strings")
-            params = {"dataset": dataset, "dest": dest, "snapshot": snapshot, "path": path}
-            return params, lambda ops, progress: ops.export_tree(dataset, dest, snapshot, path, progress=progress)
+            preserve = bool(body.get("preserve_owner", False))
+            params = {"dataset": dataset, "dest": dest, "snapshot": snapshot, "path": path, "preserve_owner": preserve}
+            return params, lambda ops, progress: ops.export_tree(
+                dataset, dest, snapshot, path, progress=progress, preserve_owner=preserve, roots=roots
+            )
         raise bad_request(f"unknown job kind {kind!r}: use gc, scrub, fsck, import or export")
 
     async def jobs(request: Request):
@@ -220,7 +227,7 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
                     raise bad_request(f"field {key!r} must be a {want.__name__}")
             kind = _str_field(body, "kind")
             allowed = {"gc": {"dry_run"}, "scrub": set(), "fsck": {"repair"}, "import": {"source", "dataset", "path"},
-                       "export": {"dataset", "dest", "snapshot", "path"}}.get(kind)  # fmt: skip
+                       "export": {"dataset", "dest", "snapshot", "path", "preserve_owner"}}.get(kind)  # fmt: skip
             if allowed is not None and set(body) - allowed - {"kind"}:
                 raise bad_request(f"fields {sorted(set(body) - allowed - {'kind'})} do not apply to a {kind} job")
             params, work = _job_body(kind, body)

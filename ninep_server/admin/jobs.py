@@ -50,7 +50,8 @@ class JobManager:
         self.jobs: dict[str, Job] = {}
         self._ids = itertools.count(1)
         self._nursery: trio.Nursery | None = None
-        self._limiter = limiter or trio.CapacityLimiter(1)
+        #: jobs run one at a time, each holding this limiter while it works
+        self.limiter = limiter or trio.CapacityLimiter(1)
         self._keep = keep
 
     def bind(self, nursery: trio.Nursery) -> None:
@@ -68,7 +69,7 @@ class JobManager:
 
     async def _run(self, job: Job, body: JobBody) -> None:
         try:
-            job.result = await trio.to_thread.run_sync(body, job.progress, limiter=self._limiter)
+            job.result = await trio.to_thread.run_sync(body, job.progress, limiter=self.limiter)
             job.state = "succeeded"
         except Exception as exc:  # a failed job is reported, never fatal to the server
             job.state = "failed"

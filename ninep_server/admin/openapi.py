@@ -170,9 +170,18 @@ OPENAPI: dict = {
                         "properties": {
                             "kind": {"type": "string", "enum": ["export"]},
                             "dataset": _NAME,
-                            "dest": {**_PATH, "description": "a directory on the server's host"},
+                            "dest": {
+                                **_PATH,
+                                "description": "a directory on the server's host; one that exists keeps its own "
+                                "mode and owner",
+                            },
                             "snapshot": _NAME,
                             "path": _PATH,
+                            "preserve_owner": {
+                                "type": "boolean",
+                                "description": "restore owners, and with them setuid/setgid bits (the server must "
+                                "run as root); default false: files belong to the server's user, no setuid/setgid",
+                            },
                         },
                         "additionalProperties": False,
                     },

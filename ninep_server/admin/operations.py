@@ -180,8 +180,9 @@ class Operations:
         out["clean"] = result.clean
         return out
 
-    def import_tree(self, source: str, dataset: str, path: str = "/", progress=None) -> dict:
-        total = scan_size(source)
+    def import_tree(self, source: str, dataset: str, path: str = "/", progress=None, roots=None) -> dict:
+        """Import ``source``; with ``roots``, it must lie inside one of them when the job runs."""
+        total = scan_size(source, roots=roots)
         done = [0]
 
         def report(nbytes: int) -> None:
@@ -189,9 +190,20 @@ class Operations:
             if progress:
                 progress(done[0], total)
 
-        return jsonable(import_tree(self.store, source, dataset, path, progress=report))
+        return jsonable(import_tree(self.store, source, dataset, path, progress=report, roots=roots))
 
-    def export_tree(self, dataset: str, dest: str, snapshot: str | None = None, path: str = "/", progress=None) -> dict:
+    def export_tree(
+        self,
+        dataset: str,
+        dest: str,
+        snapshot: str | None = None,
+        path: str = "/",
+        progress=None,
+        preserve_owner: bool = False,
+        roots=None,
+    ) -> dict:
+        """Export into ``dest`` (see cas.transfer.export_tree); owners, setuid and setgid
+        only with ``preserve_owner``; with ``roots``, ``dest`` must lie inside one of them."""
         total = export_size(self.store, dataset, snapshot, path)
         done = [0]
 
@@ -200,4 +212,9 @@ class Operations:
             if progress:
                 progress(done[0], total)
 
-        return jsonable(export_tree(self.store, dataset, dest, snapshot=snapshot, path=path, progress=report))
+        return jsonable(
+            export_tree(
+                self.store, dataset, dest, snapshot=snapshot, path=path, progress=report,
+                preserve_owner=preserve_owner, roots=roots,
+            )
+        )

@@ -130,11 +130,24 @@ class RemoteBackend:
         # The server reads the source itself: pass an absolute path on its host.
         return self._job("import", {"source": os.path.abspath(source), "dataset": dataset, "path": path}, progress)
 
-    def export_tree(self, dataset: str, dest: str, snapshot: str | None = None, path: str = "/", progress=None) -> dict:
-        params = {"dataset": dataset, "dest": os.path.abspath(dest), "path": path}
-        if snapshot is not None:  # the live tree: the API takes no snapshot field at all
-            params["snapshot"] = snapshot
-        return self._job("export", params, progress)
+    def export_tree(
+        self,
+        dataset: str,
+        dest: str,
+        snapshot: str | None = None,
+        path: str = "/",
+        progress=None,
+        preserve_owner: bool = False,
+    ) -> dict:
+        params = {
+            "dataset": dataset,
+            "dest": os.path.abspath(dest),
+            "snapshot": snapshot,
+            "path": path,
+            "preserve_owner": preserve_owner,
+        }
+        # the API takes no nulls: leave out what is not given
+        return self._job("export", {k: v for k, v in params.items() if v is not None}, progress)
 
 
 class LocalBackend:

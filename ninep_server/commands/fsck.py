@@ -13,8 +13,9 @@ inodes, nlink counts match, no directory cycles, every extent's chunk exists
 with the recorded length, snapshot rows are coherent; and counts orphan
 chunks (garbage that gc removes). Exits 1 if damage remains.
 
---repair fixes what needs no guessing (nlink counts, orphan chunks via gc)
-and lists what it cannot fix.
+--repair fixes what needs no guessing (nlink counts, orphan chunks via gc,
+store files other local users could read: made owner-only) and lists what
+it cannot fix.
 
 examples:
   ninep fsck
@@ -25,7 +26,7 @@ examples:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fsck", help="check catalog and chunk store consistency", description=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--repair", action="store_true", help="fix nlink counts and delete orphan chunks")
+    p.add_argument("--repair", action="store_true", help="fix nlink counts, delete orphan chunks, make store files owner-only")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     add_store_option(p)
     p.set_defaults(func=run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..address import parse_address
+from ..config import parse_reserve
 from .common import DEFAULT_STORE
 
 DEFAULT_LISTEN = "tcp:127.0.0.1:5640"
@@ -32,6 +33,13 @@ def _address(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _reserve(text: str):
+    try:
+        return parse_reserve(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser(
         "serve",
@@ -51,6 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=f"address to listen on; repeat for several (default: {DEFAULT_LISTEN})",
     )
     serve.add_argument("--config", metavar="FILE", help="TOML file declaring exports and limits (see README)")
+    serve.add_argument(
+        "--free-space-reserve",
+        type=_reserve,
+        metavar="SIZE",
+        help="free space kept for the catalog: writes fail with ENOSPC below it; a size (256M, 1G) "
+        "or a percentage of the filesystem (5%%); overrides [server] free_space_reserve (default: 64M)",
+    )
     serve.set_defaults(func=_serve)
 
 
@@ -58,4 +73,5 @@ def _serve(args: argparse.Namespace) -> int:
     from ..server import run_server
 
     listen = args.listen or [parse_address(DEFAULT_LISTEN)]
-    return run_server(store_path=args.store, listen=listen, config_path=args.config)
+    return run_server(store_path=args.store, listen=listen, config_path=args.config,
+                      reserve=args.free_space_reserve)

@@ -24,12 +24,17 @@ examples:
 
 EXPORT_HELP = """\
 Writes a dataset's tree (or a snapshot's, or a subdirectory of either) into
-DEST_DIR, created when missing, preserving what import preserves. Run as
-root to restore owners and device nodes.
+DEST_DIR, created when missing, preserving what import preserves except
+owners: the files belong to whoever runs the export (the server's user when
+a server runs), and setuid and setgid bits are dropped, since 9P clients
+chose them. --preserve-owner restores owners and those bits (as root). A
+DEST_DIR that exists keeps its own mode and owner. Symlinks on the way to
+DEST_DIR are resolved once, when the export starts.
 
 examples:
   ninep export photos /restore/photos
   ninep export main@before-upgrade/etc /tmp/etc-before
+  sudo ninep export --preserve-owner main /srv/restore
 """
 
 
@@ -44,6 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=EXPORT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", metavar="DATASET[@SNAPSHOT][/PATH]")
     p.add_argument("dest", metavar="DEST_DIR")
+    p.add_argument("--preserve-owner", action="store_true",
+                   help="restore owners, and setuid/setgid bits with them (needs root)")
     add_store_option(p)
     p.set_defaults(func=_export)
 
@@ -82,7 +89,8 @@ def _export(args) -> int:
     dataset, snapshot = split_snapshot(head, need_snapshot=False)
     with backend(args) as be, progress_callback(f"export {head}") as progress:
         try:
-            report = be.export_tree(dataset, args.dest, snapshot, path, progress=progress)
+            report = be.export_tree(dataset, os.path.abspath(args.dest), snapshot, path, progress=progress,
+                                    preserve_owner=args.preserve_owner)
         except FsError as exc:
             raise CommandError(f"export of {args.source} failed: {describe(exc)}") from None
         except FileExistsError as exc:

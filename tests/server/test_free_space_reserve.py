@@ -1,0 +1,72 @@
+"""The free-space reserve is set from the configuration or `ninep serve --free-space-reserve`."""
+
+import errno
+import os
+
+import pytest
+import trio
+
+from ninep_server import protocol as p
+from ninep_server.client import NinepError, connect
+from ninep_server.config import ConfigError, Reserve, ServerConfig, parse_config, parse_reserve
+
+from ..servers import start_ninep
+
+
+def test_parse_reserve_sizes_and_percentages(tmp_path):
+    assert ServerConfig().free_space_reserve.resolve(str(tmp_path)) == 64 << 20
+    assert parse_reserve("256M") == Reserve(nbytes=256 << 20)
+    assert parse_reserve("1G") == parse_reserve("1GiB") == Reserve(nbytes=1 << 30)
+    assert parse_reserve("4096") == parse_reserve(4096) == Reserve(nbytes=4096)
+    assert parse_reserve(0).resolve(str(tmp_path)) == 0
+    st = os.statvfs(tmp_path)
+    assert parse_reserve("5%").resolve(str(tmp_path / "not" / "made" / "yet")) == int(
+        st.f_blocks * st.f_frsize * 5 / 100)
+    assert parse_reserve("100%").resolve(str(tmp_path)) == st.f_blocks * st.f_frsize
+    for bad in ("-1", "5X", "101%", "", "lots", True, -4, 2.5):
+        with pytest.raises(ValueError):
+            parse_reserve(bad)
+    cfg = parse_config({"server": {"free_space_reserve": "2%"}})
+    assert cfg.free_space_reserve == Reserve(nbytes=None, percent=2.0)
+    with pytest.raises(ConfigError, match="free_space_reserve"):
+        parse_config({"server": {"free_space_reserve": "much"}})
+
+
+async def _write_and_statfs(address: str) -> tuple[int | None, p.Rstatfs]:
+    """(errno of a 64 KiB write, or None if it worked; the root's Tstatfs)."""
+    async with connect(address, uname=b"root", n_uname=0) as c:
+        st = await c.statfs(c.root_fid)
+        try:
+            await c.write_file(b"f", os.urandom(65536), fsync=True)
+        except NinepError as exc:
+            return exc.errno, st
+        return None, st
+
+
+def _run(store, *args):
+    server = start_ninep(store, *args)
+    try:
+        return trio.run(_write_and_statfs, server.address)
+    finally:
+        server.stop()
+
+
+def test_reserve_reaches_the_store_from_cli_and_config(tmp_path):
+    # 100% of the filesystem can never be free: every write is ENOSPC, nothing is available
+    code, st = _run(tmp_path / "a", "--free-space-reserve", "100%")
+    assert code == errno.ENOSPC and st.bavail == 0 and st.bfree == 0
+    # from the configuration file
+    conf = tmp_path / "ninep.toml"
+    conf.write_text('[server]\nfree_space_reserve = "100%"\n')
+    code, st = _run(tmp_path / "b", "--config", str(conf))
+    assert code == errno.ENOSPC and st.bavail == 0
+    # the command line overrides the file; with no reserve, Tstatfs shows the disk's own free space
+    code, st = _run(tmp_path / "b", "--config", str(conf), "--free-space-reserve", "0")
+    assert code is None and st.bavail > 0
+    disk = os.statvfs(tmp_path)
+    assert st.blocks == disk.f_blocks and st.bsize == disk.f_bsize
+    # an absolute reserve above the free space refuses writes too
+    huge = f"{(disk.f_blocks * disk.f_frsize) >> 20}M"
+    conf.write_text(f'[server]\nfree_space_reserve = "{huge}"\n')
+    code, st = _run(tmp_path / "c", "--config", str(conf))
+    assert code == errno.ENOSPC and st.bavail == 0
