@@ -33,6 +33,7 @@ import structlog
 
 from .catalog import INODE_COLS, Batch, Catalog
 from .chunks import ChunkStore
+from .isolate import Components, bisect_apply, invalid_inodes, is_data_error, only, take
 from .errors import FsError, StoreFormatError, StoreLockedError
 from .records import DiffEntry, SnapshotInfo
 from .snapshots import Snapshots, check_name
@@ -359,6 +360,7 @@ class Store:
         stored = self._store_buffers(vols, jobs)
         batch = Batch()
         caps: list = []
+        aside: list[str] = []  # chunk hashes of extent rows set aside
         # Writes went on while the chunks were stored: a buffer may now hold bytes
         # newer than what was stored, and a whole-chunk write may have grown the
         # size before installing its chunks. Capturing now would record a size
@@ -372,12 +374,12 @@ class Store:
                 jobs = [vol._snapshot_buffers() for vol in vols]
                 late = any(jobs)
                 if not late:
-                    self._capture(vols, batch, caps)
+                    self._capture(vols, batch, caps, epoch, aside)
             if late:
                 stored = self._store_buffers(vols, jobs)
                 with self._lock.priority():
                     self._install_stored(vols, stored)
-                    self._capture(vols, batch, caps)
+                    self._capture(vols, batch, caps, epoch, aside)
         try:
             self._chunks.make_durable()
             dropped = self._catalog.apply(batch) if not batch.empty() else []
@@ -385,13 +387,60 @@ class Store:
             with self._lock.priority():
                 for vol, cap in zip(vols, caps):
                     vol._restore(cap)
-            self.last_commit_error = exc
-            log.error("commit failed", error=str(exc), epoch=epoch)
-            code = getattr(exc, "errno", None) or (
-                errno.ENOSPC if "space" in str(exc).lower() else errno.EIO)
-            raise FsError(code, f"commit failed: {exc}") from exc
+            if not is_data_error(exc):
+                self._commit_failed(exc, epoch)
+            # Some row slipped past the checks: find it by committing in parts.
+            log.error("commit failed on its rows; committing again group by group",
+                      error=repr(exc), epoch=epoch)
+            self._commit_isolated()
+            return
+        self._finish(epoch, vols, caps, dropped + aside)
+
+    def _commit_isolated(self) -> None:
+        """A commit that applies its batch in parts, isolating the groups whose rows fail.
+
+        Runs only after a commit failed on its data. Everything is held
+        (data locks and store lock) from capture to the in-memory revert,
+        so the groups set aside are reverted exactly as they were captured.
+        """
+        with self._lock.priority():
+            epoch = self._epoch
+            self._epoch += 1
+            vols = list(self._volumes.values())
+        batch = Batch()
+        caps: list = []
+        aside: list[str] = []
+        with self._quiesce(vols), self._lock.priority():
+            jobs = [vol._snapshot_buffers() for vol in vols]
+            self._install_stored(vols, self._store_buffers(vols, jobs))
+            self._capture(vols, batch, caps, epoch, aside)
+            try:
+                self._chunks.make_durable()
+                groups = Components(batch, self._catalog.live_children(batch.entry_retire)).groups()
+                dropped, bad = bisect_apply(batch, groups, self._catalog.apply)
+            except Exception as exc:
+                for vol, cap in zip(vols, caps):
+                    vol._restore(cap)
+                self._commit_failed(exc, epoch)
+            for inos, exc in bad:
+                aside += [row[2] for row in only(batch, inos).extent_rows if row[2]]
+                for vol, cap in zip(vols, caps):
+                    vol._revert(inos, cap, epoch)
+                log.error("commit set aside inodes whose rows failed; they are back to their "
+                          "last committed state", inodes=sorted(inos), error=repr(exc), epoch=epoch)
+        self._finish(epoch, vols, caps, dropped + aside)
+
+    def _commit_failed(self, exc: Exception, epoch: int):
+        """Record and raise a commit failure (the changes stay queued and are retried)."""
+        self.last_commit_error = exc
+        log.error("commit failed", error=str(exc), epoch=epoch)
+        code = getattr(exc, "errno", None) or (
+            errno.ENOSPC if "space" in str(exc).lower() else errno.EIO)
+        raise FsError(code, f"commit failed: {exc}") from exc
+
+    def _finish(self, epoch: int, vols: list, caps: list, candidates: list[str]) -> None:
+        """A commit is durable: wake its waiters, release its pins, collect dropped chunks."""
         self.last_commit_error = None
-        candidates = dropped
         with self._lock.priority():
             self._durable = epoch
             for vol, cap in zip(vols, caps):
@@ -418,11 +467,33 @@ class Store:
             for node, items in done:
                 vol._install(node, items)
 
-    def _capture(self, vols: list, batch: Batch, caps: list) -> None:
-        """Capture every volume's dirty state into ``batch`` (store lock held)."""
+    def _capture(self, vols: list, batch: Batch, caps: list, epoch: int, aside: list[str]) -> None:
+        """Capture every volume's dirty state into ``batch`` (store lock held).
+
+        Rows the catalog cannot hold are set aside with every row joined to
+        them (see cas/isolate.py), their inodes reverted in memory; the
+        chunk hashes of their extent rows are added to ``aside``.
+        """
         for vol in vols:
             caps.append(vol._capture(batch))
         batch.next_ino = self._next_ino
+        bad = invalid_inodes(batch)
+        if not bad:
+            return
+        comps = Components(batch, self._catalog.live_children(batch.entry_retire))
+        done: set[int] = set()
+        for ino, value in bad.items():
+            if ino in done:
+                continue
+            inos = comps.closure([ino])
+            done |= inos
+            removed = take(batch, inos)
+            aside += [row[2] for row in removed.extent_rows if row[2]]
+            for vol, cap in zip(vols, caps):
+                vol._revert(inos, cap, epoch)
+            log.error("commit set aside an inode with a value the catalog cannot hold; it is "
+                      "back to its last committed state", ino=ino, value=value,
+                      with_inodes=sorted(inos - {ino}), epoch=epoch)
 
     @contextmanager
     def _quiesce(self, vols: list):
