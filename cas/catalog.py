@@ -204,15 +204,18 @@ class Catalog:
         if not keys:
             return {}
         c = _cols(keys, 2)
-        with self._rlock:
-            self.reader.register("_ekeys", pa.table(
+        # Its own cursor: only commits that failed on their rows get here, and the
+        # shared reader may hold a half-fetched result.
+        with self._wlock:
+            cur = self.db.cursor()
+        try:
+            cur.register("_ekeys", pa.table(
                 {"parent": pa.array(c[0], _I64), "name": pa.array(c[1], pa.binary())}))
-            try:
-                rows = self.reader.execute(
-                    "SELECT e.parent, e.name, e.child FROM entries e JOIN _ekeys k "
-                    "ON e.parent = k.parent AND e.name = k.name WHERE e.died IS NULL").fetchall()
-            finally:
-                self.reader.unregister("_ekeys")
+            rows = cur.execute(
+                "SELECT e.parent, e.name, e.child FROM entries e JOIN _ekeys k "
+                "ON e.parent = k.parent AND e.name = k.name WHERE e.died IS NULL").fetchall()
+        finally:
+            cur.close()
         return {(parent, bytes(name)): child for parent, name, child in rows}
 
     def count_inodes(self) -> int:

@@ -360,7 +360,6 @@ class Store:
         stored = self._store_buffers(vols, jobs)
         batch = Batch()
         caps: list = []
-        aside: list[str] = []  # chunk hashes of extent rows set aside
         # Writes went on while the chunks were stored: a buffer may now hold bytes
         # newer than what was stored, and a whole-chunk write may have grown the
         # size before installing its chunks. Capturing now would record a size
@@ -374,13 +373,18 @@ class Store:
                 jobs = [vol._snapshot_buffers() for vol in vols]
                 late = any(jobs)
                 if not late:
-                    self._capture(vols, batch, caps, epoch, aside)
+                    self._capture(vols, batch, caps)
             if late:
                 stored = self._store_buffers(vols, jobs)
                 with self._lock.priority():
                     self._install_stored(vols, stored)
-                    self._capture(vols, batch, caps, epoch, aside)
+                    self._capture(vols, batch, caps)
+        # Checked outside the store lock; if a value cannot be stored, commit again
+        # with everything held, so that the inodes set aside revert exactly.
+        bad = invalid_inodes(batch)
         try:
+            if bad:
+                raise OverflowError(f"values the catalog cannot hold: {bad}")
             self._chunks.make_durable()
             dropped = self._catalog.apply(batch) if not batch.empty() else []
         except Exception as exc:
@@ -389,12 +393,12 @@ class Store:
                     vol._restore(cap)
             if not is_data_error(exc):
                 self._commit_failed(exc, epoch)
-            # Some row slipped past the checks: find it by committing in parts.
-            log.error("commit failed on its rows; committing again group by group",
-                      error=repr(exc), epoch=epoch)
+            if not bad:  # some row slipped past the checks: found by committing in parts
+                log.error("commit failed on its rows; committing again group by group",
+                          error=repr(exc), epoch=epoch)
             self._commit_isolated()
             return
-        self._finish(epoch, vols, caps, dropped + aside)
+        self._finish(epoch, vols, caps, dropped)
 
     def _commit_isolated(self) -> None:
         """A commit that applies its batch in parts, isolating the groups whose rows fail.
@@ -413,8 +417,9 @@ class Store:
         with self._quiesce(vols), self._lock.priority():
             jobs = [vol._snapshot_buffers() for vol in vols]
             self._install_stored(vols, self._store_buffers(vols, jobs))
-            self._capture(vols, batch, caps, epoch, aside)
+            self._capture(vols, batch, caps)
             try:
+                self._set_aside_invalid(vols, batch, caps, epoch, aside)
                 self._chunks.make_durable()
                 groups = Components(batch, self._catalog.live_children(batch.entry_retire)).groups()
                 dropped, bad = bisect_apply(batch, groups, self._catalog.apply)
@@ -467,16 +472,20 @@ class Store:
             for node, items in done:
                 vol._install(node, items)
 
-    def _capture(self, vols: list, batch: Batch, caps: list, epoch: int, aside: list[str]) -> None:
-        """Capture every volume's dirty state into ``batch`` (store lock held).
-
-        Rows the catalog cannot hold are set aside with every row joined to
-        them (see cas/isolate.py), their inodes reverted in memory; the
-        chunk hashes of their extent rows are added to ``aside``.
-        """
+    def _capture(self, vols: list, batch: Batch, caps: list) -> None:
+        """Capture every volume's dirty state into ``batch`` (store lock held)."""
         for vol in vols:
             caps.append(vol._capture(batch))
         batch.next_ino = self._next_ino
+
+    def _set_aside_invalid(self, vols: list, batch: Batch, caps: list, epoch: int,
+                           aside: list[str]) -> None:
+        """Take out of ``batch`` the rows the catalog cannot hold (store lock held).
+
+        Each is set aside with every row joined to it (see cas/isolate.py),
+        its inodes reverted in memory; the chunk hashes of their extent rows
+        are added to ``aside``.
+        """
         bad = invalid_inodes(batch)
         if not bad:
             return

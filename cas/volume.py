@@ -1019,8 +1019,8 @@ class Volume:
         for key in cap.d_extents:
             ino, idx = key
             node = inodes.get(ino)
-            if node is None or node.ds != self.ds:
-                continue
+            if node is None or node.ds != self.ds or node.extents is None:
+                continue  # None: reloaded since (a commit set it aside), nothing to write
             if node.persisted:
                 batch.extent_retire.append(key)
             e = node.extents.get(idx)
@@ -1029,11 +1029,11 @@ class Volume:
         for key in cap.d_xattrs:
             ino, name = key
             node = inodes.get(ino)
-            if node is None or node.ds != self.ds:
-                continue
+            if node is None or node.ds != self.ds or node.xattrs is None:
+                continue  # None: reloaded since (a commit set it aside), nothing to write
             if node.persisted:
                 batch.xattr_retire.append(key)
-            v = node.xattrs.get(name) if node.xattrs is not None else None
+            v = node.xattrs.get(name)
             if v is not None:
                 batch.xattr_rows.append((ino, name, v))
         for ino in cap.d_inodes:
