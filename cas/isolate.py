@@ -151,15 +151,19 @@ def bisect_apply(b: Batch, groups: list[set[int]], apply: Callable[[Batch], list
 
     Each successful :func:`apply` commits its part. An error that is not a
     data error (disk, database) propagates: the caller retries the commit.
+    So does one that every part fails with, even a batch without rows: that
+    is no row's fault, and setting everything aside would lose it all.
     """
     dropped: list[str] = []
     bad: list[tuple[set[int], BaseException]] = []
+    applied = False
     stack = [groups]
     while stack:
         part = stack.pop()
         inos = set().union(*part)
         try:
             dropped += apply(only(b, inos))
+            applied = True
         except Exception as exc:
             if not is_data_error(exc):
                 raise
@@ -168,4 +172,9 @@ def bisect_apply(b: Batch, groups: list[set[int]], apply: Callable[[Batch], list
             else:
                 mid = len(part) // 2
                 stack += [part[mid:], part[:mid]]
+    if bad and not applied:
+        try:
+            dropped += apply(only(b, set()))
+        except Exception as exc:
+            raise RuntimeError(f"the commit fails without any rows: {exc!r}") from exc
     return dropped, bad

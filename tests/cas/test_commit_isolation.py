@@ -124,3 +124,26 @@ def test_failing_transaction_isolates_the_group_of_the_bad_inode(env):
     assert vol.read(vol.lookup(vol.root, b"other").ino, 0, 10) == b"o2"
     assert [e.name for e in vol.readdir(vol.lookup(vol.root, b"keep").ino)] == [b"moved"]
     assert fsck(env.store).clean
+
+
+def test_a_failure_of_every_batch_is_retried_not_set_aside(env):
+    """A data error that even a batch without rows hits is not a row's fault: keep everything."""
+    vol = env.vol
+    a = _file(vol, vol.root, b"a", b"a1")
+    d = vol.mkdir(vol.root, b"d", 0o40755, 0, 0).ino
+    b = _file(vol, d, b"b", b"b1")
+
+    def fault(batch):
+        raise ValueError("injected: every commit fails")
+
+    env.store.catalog.fault = fault
+    with pytest.raises(OSError) as exc:
+        vol.fsync(a)
+    assert exc.value.errno == errno.EIO
+    assert vol.read(a, 0, 10) == b"a1" and vol.read(b, 0, 10) == b"b1"  # nothing reverted
+    env.store.catalog.fault = None
+    vol.fsync(b)
+    vol = env.reopen()
+    assert vol.read(vol.lookup(vol.root, b"a").ino, 0, 10) == b"a1"
+    assert vol.read(vol.lookup(vol.lookup(vol.root, b"d").ino, b"b").ino, 0, 10) == b"b1"
+    assert fsck(env.store).clean
