@@ -83,7 +83,7 @@ MINOR_MAX = (1 << 20) - 1
 NO_ID = 0xFFFFFFFF
 
 
-def time_ns(sec: int, nsec: int) -> int:
+def setattr_ns(sec: int, nsec: int) -> int:
     """A Tsetattr time as nanoseconds; EINVAL for a bad nsec or a time the catalog cannot hold.
 
     ``sec`` arrives signed (a time before 1970 is negative, as ext4 and tmpfs
@@ -621,9 +621,9 @@ class Handlers:
             raise FsError(errno.EFBIG, f"size {msg.size} exceeds the maximum file size")
         set_times = {}
         if v & p.SetattrValid.ATIME and v & p.SetattrValid.ATIME_SET:
-            set_times["atime_ns"] = time_ns(msg.atime_sec, msg.atime_nsec)
+            set_times["atime_ns"] = setattr_ns(msg.atime_sec, msg.atime_nsec)
         if v & p.SetattrValid.MTIME and v & p.SetattrValid.MTIME_SET:
-            set_times["mtime_ns"] = time_ns(msg.mtime_sec, msg.mtime_nsec)
+            set_times["mtime_ns"] = setattr_ns(msg.mtime_sec, msg.mtime_nsec)
         if v & p.SetattrValid.MODE:
             require_owner(attr, cred)
             mode = msg.mode & 0o7777

@@ -256,7 +256,10 @@ class Session:
             self.negotiated = False
             # A refusal never offers more than the client asked for.
             version, msize = p.VERSION_UNKNOWN, min(msg.msize, self.msize)
-        self.log.info("version", version=version.decode(), msize=msize)
+        if self.negotiated:
+            self.log.info("version", version=version.decode(), msize=msize)
+        else:
+            self._log_refusal("info", "version refused", asked=msg.version.decode("utf-8", "replace"), msize=msize)
         self._queue(p.Rversion(msize=msize, version=version, tag=msg.tag))
 
     # -- replies ---------------------------------------------------------------

@@ -14,7 +14,6 @@ import structlog
 import trio
 
 from ninep_server import protocol as p
-from ninep_server.client import NinepError
 from ninep_server.ratelimit import LogLimiter
 
 from .test_messages import expect_errno
