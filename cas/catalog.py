@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import duckdb
 import pyarrow as pa
@@ -119,6 +119,9 @@ class Catalog:
             self.db.execute("INSERT INTO meta VALUES ('next_snapshot', ?)", [str(nxt)])
         (self.floor,) = self.db.execute("SELECT coalesce(max(gen), 0) FROM snapshots").fetchone()
         self.reader = self.db.cursor()
+        #: Fault injection for tests: called with each batch inside the commit's
+        #: transaction; an exception it raises fails that transaction.
+        self.fault: Callable[[Batch], None] | None = None
 
     # -- datasets --------------------------------------------------------
     def datasets(self) -> list[tuple[int, str, int]]:
@@ -199,6 +202,25 @@ class Catalog:
             return self.reader.execute(
                 "SELECT name, value FROM xattrs WHERE ino = ? AND died IS NULL", [ino]).fetchall()
 
+    def live_children(self, keys: list[tuple[int, bytes]]) -> dict[tuple[int, bytes], int]:
+        """The committed child of each live entry (parent, name) in ``keys`` (one query)."""
+        if not keys:
+            return {}
+        c = _cols(keys, 2)
+        # Its own cursor: only commits that failed on their rows get here, and the
+        # shared reader may hold a half-fetched result.
+        with self._wlock:
+            cur = self.db.cursor()
+        try:
+            cur.register("_ekeys", pa.table(
+                {"parent": pa.array(c[0], _I64), "name": pa.array(c[1], pa.binary())}))
+            rows = cur.execute(
+                "SELECT e.parent, e.name, e.child FROM entries e JOIN _ekeys k "
+                "ON e.parent = k.parent AND e.name = k.name WHERE e.died IS NULL").fetchall()
+        finally:
+            cur.close()
+        return {(parent, bytes(name)): child for parent, name, child in rows}
+
     def count_inodes(self) -> int:
         with self._rlock:
             return self.reader.execute(
@@ -210,6 +232,8 @@ class Catalog:
         dropped: list[str] = []
         with self.transaction() as db:
             gen = self.gen
+            if self.fault is not None:
+                self.fault(b)
             if b.freed:
                 t = pa.table({"ino": pa.array(b.freed, _I64)})
                 dropped += self._retire("extents", ("ino",), t, "hash")

@@ -99,7 +99,7 @@ class Inode:
         "ino", "ds", "mode", "uid", "gid", "nlink", "rdev", "size",
         "atime", "mtime", "ctime", "btime", "dver", "parent", "next_seq",
         "target", "children", "listing", "extents", "bufs", "xattrs",
-        "epoch", "opens", "persisted", "wseq", "writers", "cuts", "read_end",
+        "epoch", "opens", "persisted", "wseq", "writers", "cuts", "read_end", "failed",
     )
 
     def __init__(self, ino: int, ds: int, mode: int, uid: int, gid: int, nlink: int,
@@ -133,6 +133,9 @@ class Inode:
         self.writers = 0        # data operations in progress (pins the inode in the cache)
         self.cuts: list[tuple[int, int]] | tuple = ()  # truncates: (wseq, first chunk index cut)
         self.read_end = -1      # where the last read ended (sequential read-ahead)
+        # A commit set this inode aside: the epoch of that commit (its fsync fails
+        # until it changes again), or -1 on the discarded in-memory record.
+        self.failed = 0
 
     def is_dir(self) -> bool:
         return stat.S_ISDIR(self.mode)

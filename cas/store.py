@@ -37,6 +37,7 @@ import structlog
 from . import perms
 from .catalog import INODE_COLS, Batch, Catalog
 from .chunks import ChunkStore
+from .isolate import Components, bisect_apply, invalid_inodes, is_data_error, only, take
 from .errors import FsError, StoreFormatError, StoreLockedError
 from .records import DiffEntry, SnapshotInfo
 from .snapshots import Snapshots, check_name
@@ -395,20 +396,73 @@ class Store:
                 with self._lock.priority():
                     self._install_stored(vols, stored)
                     self._capture(vols, batch, caps)
+        # Checked outside the store lock; if a value cannot be stored, commit again
+        # with everything held, so that the inodes set aside revert exactly.
+        bad = invalid_inodes(batch)
         try:
+            if bad:
+                raise OverflowError(f"values the catalog cannot hold: {bad}")
             self._chunks.make_durable()
             dropped = self._catalog.apply(batch) if not batch.empty() else []
         except Exception as exc:
             with self._lock.priority():
                 for vol, cap in zip(vols, caps):
                     vol._restore(cap)
-            self.last_commit_error = exc
-            log.error("commit failed", error=str(exc), epoch=epoch)
-            code = getattr(exc, "errno", None) or (
-                errno.ENOSPC if "space" in str(exc).lower() else errno.EIO)
-            raise FsError(code, f"commit failed: {exc}") from exc
+            if not is_data_error(exc):
+                self._commit_failed(exc, epoch)
+            if not bad:  # some row slipped past the checks: found by committing in parts
+                log.error("commit failed on its rows; committing again group by group",
+                          error=repr(exc), epoch=epoch)
+            self._commit_isolated()
+            return
+        self._finish(epoch, vols, caps, dropped)
+
+    def _commit_isolated(self) -> None:
+        """A commit that applies its batch in parts, isolating the groups whose rows fail.
+
+        Runs only after a commit failed on its data. Everything is held
+        (data locks and store lock) from capture to the in-memory revert,
+        so the groups set aside are reverted exactly as they were captured.
+        """
+        with self._lock.priority():
+            epoch = self._epoch
+            self._epoch += 1
+            vols = list(self._volumes.values())
+        batch = Batch()
+        caps: list = []
+        aside: list[str] = []
+        with self._quiesce(vols), self._lock.priority():
+            jobs = [vol._snapshot_buffers() for vol in vols]
+            self._install_stored(vols, self._store_buffers(vols, jobs))
+            self._capture(vols, batch, caps)
+            try:
+                self._set_aside_invalid(vols, batch, caps, epoch, aside)
+                self._chunks.make_durable()
+                groups = Components(batch, self._catalog.live_children(batch.entry_retire)).groups()
+                dropped, bad = bisect_apply(batch, groups, self._catalog.apply)
+            except Exception as exc:
+                for vol, cap in zip(vols, caps):
+                    vol._restore(cap)
+                self._commit_failed(exc, epoch)
+            for inos, exc in bad:
+                aside += [row[2] for row in only(batch, inos).extent_rows if row[2]]
+                for vol, cap in zip(vols, caps):
+                    vol._revert(inos, cap, epoch)
+                log.error("commit set aside inodes whose rows failed; they are back to their "
+                          "last committed state", inodes=sorted(inos), error=repr(exc), epoch=epoch)
+        self._finish(epoch, vols, caps, dropped + aside)
+
+    def _commit_failed(self, exc: Exception, epoch: int):
+        """Record and raise a commit failure (the changes stay queued and are retried)."""
+        self.last_commit_error = exc
+        log.error("commit failed", error=str(exc), epoch=epoch)
+        code = getattr(exc, "errno", None) or (
+            errno.ENOSPC if "space" in str(exc).lower() else errno.EIO)
+        raise FsError(code, f"commit failed: {exc}") from exc
+
+    def _finish(self, epoch: int, vols: list, caps: list, candidates: list[str]) -> None:
+        """A commit is durable: wake its waiters, release its pins, collect dropped chunks."""
         self.last_commit_error = None
-        candidates = dropped
         with self._lock.priority():
             self._durable = epoch
             for vol, cap in zip(vols, caps):
@@ -440,6 +494,32 @@ class Store:
         for vol in vols:
             caps.append(vol._capture(batch))
         batch.next_ino = self._next_ino
+
+    def _set_aside_invalid(self, vols: list, batch: Batch, caps: list, epoch: int,
+                           aside: list[str]) -> None:
+        """Take out of ``batch`` the rows the catalog cannot hold (store lock held).
+
+        Each is set aside with every row joined to it (see cas/isolate.py),
+        its inodes reverted in memory; the chunk hashes of their extent rows
+        are added to ``aside``.
+        """
+        bad = invalid_inodes(batch)
+        if not bad:
+            return
+        comps = Components(batch, self._catalog.live_children(batch.entry_retire))
+        done: set[int] = set()
+        for ino, value in bad.items():
+            if ino in done:
+                continue
+            inos = comps.closure([ino])
+            done |= inos
+            removed = take(batch, inos)
+            aside += [row[2] for row in removed.extent_rows if row[2]]
+            for vol, cap in zip(vols, caps):
+                vol._revert(inos, cap, epoch)
+            log.error("commit set aside an inode with a value the catalog cannot hold; it is "
+                      "back to its last committed state", ino=ino, value=value,
+                      with_inodes=sorted(inos - {ino}), epoch=epoch)
 
     @contextmanager
     def _quiesce(self, vols: list):

@@ -967,6 +967,12 @@ class Volume:
                 return
             target = node.epoch
         self._s._commit_until(target)
+        # A commit that set this inode aside (see cas/isolate.py) did not store
+        # what the caller wrote: the record we waited on was discarded, or the
+        # reverted record has not changed since.
+        failed = node.failed
+        if failed < 0 or failed >= target > 0:
+            raise _err(errno.EIO, f"inode {ino}: its changes could not be committed")
 
     def statfs(self) -> StatFs:
         """Space of the store's filesystem minus the reserve; file counts from inode numbers."""
@@ -1013,8 +1019,8 @@ class Volume:
         for key in cap.d_extents:
             ino, idx = key
             node = inodes.get(ino)
-            if node is None or node.ds != self.ds:
-                continue
+            if node is None or node.ds != self.ds or node.extents is None:
+                continue  # None: reloaded since (a commit set it aside), nothing to write
             if node.persisted:
                 batch.extent_retire.append(key)
             e = node.extents.get(idx)
@@ -1023,11 +1029,11 @@ class Volume:
         for key in cap.d_xattrs:
             ino, name = key
             node = inodes.get(ino)
-            if node is None or node.ds != self.ds:
-                continue
+            if node is None or node.ds != self.ds or node.xattrs is None:
+                continue  # None: reloaded since (a commit set it aside), nothing to write
             if node.persisted:
                 batch.xattr_retire.append(key)
-            v = node.xattrs.get(name) if node.xattrs is not None else None
+            v = node.xattrs.get(name)
             if v is not None:
                 batch.xattr_rows.append((ino, name, v))
         for ino in cap.d_inodes:
@@ -1035,6 +1041,35 @@ class Volume:
             if node is not None and node.ds == self.ds:
                 node.persisted = True
         return cap
+
+    def _revert(self, inos: set[int], cap: _Captured, epoch: int) -> None:
+        """Return inodes a commit set aside to their committed state, in memory (under the lock).
+
+        The in-memory records are discarded (marked dead, so a write still
+        holding one installs nothing) and reloaded from the catalog; an inode
+        never committed is gone. Open handles carry over. Pending fsyncs fail.
+        """
+        for ino in inos:
+            old = self._inodes.pop(ino, None)
+            if old is None and ino not in cap.d_inodes:
+                continue  # another volume's inode
+            self._gone.discard(ino)
+            opens = 0
+            if old is not None:
+                opens = old.opens
+                if old.bufs:
+                    self._bufbytes -= sum(len(b.data) for b in old.bufs.values())
+                    old.bufs = EMPTY
+                self._bufinodes.discard(ino)
+                old.ds = -1
+                old.failed = -1
+            row = self._cat.load_inode(ino)
+            if row is not None and row[1] == self.ds:
+                node = self._node_from_row(row)
+                node.opens = opens
+                node.epoch = node.failed = epoch
+                self._inodes[ino] = node
+        self._logical = None
 
     def _committed(self, cap: _Captured) -> None:
         """A commit of ``cap`` succeeded (under the lock)."""

@@ -74,8 +74,32 @@ def check_name(name: bytes) -> None:
         raise FsError(errno.ENAMETOOLONG, "name longer than 255 bytes")
 
 
-def _ns(sec: int, nsec: int) -> int:
-    return sec * 1_000_000_000 + nsec
+# The catalog keeps times as signed 64-bit nanoseconds: 1677-09-21 to 2262-04-11.
+_NS_MIN, _NS_MAX = -(2**63), 2**63 - 1
+# Linux's dev_t inside the kernel: 12-bit major, 20-bit minor (MINORBITS).
+MAJOR_MAX = (1 << 12) - 1
+MINOR_MAX = (1 << 20) - 1
+#: uid/gid 0xFFFFFFFF is (uid_t)-1: "leave unchanged" to chown(2), never an owner.
+NO_ID = 0xFFFFFFFF
+
+
+def setattr_ns(sec: int, nsec: int) -> int:
+    """A Tsetattr time as nanoseconds; EINVAL for a bad nsec or a time the catalog cannot hold.
+
+    ``sec`` arrives signed (a time before 1970 is negative, as ext4 and tmpfs
+    store it). Times outside 1677-2262 are refused rather than stored wrapped.
+    """
+    if nsec > 999_999_999:
+        raise FsError(errno.EINVAL, f"nanoseconds {nsec} out of range")
+    ns = sec * 1_000_000_000 + nsec
+    if not _NS_MIN <= ns <= _NS_MAX:
+        raise FsError(errno.EINVAL, f"time {sec}.{nsec:09d} s is outside 1677-2262")
+    return ns
+
+
+def split_ns(ns: int) -> tuple[int, int]:
+    """Nanoseconds to (seconds, nanoseconds) with 0 <= nanoseconds < 10**9, like timespec."""
+    return divmod(ns, 1_000_000_000)
 
 
 class Handlers:
@@ -148,6 +172,8 @@ class Handlers:
         raise FsError(errno.ENOENT, "authentication not required; attach directly")
 
     def attach(self, msg: p.Tattach) -> p.Rattach:
+        if msg.fid == p.NOFID:
+            raise FsError(errno.EBADF, "NOFID cannot name an attached fid")
         if msg.fid in self.fids:
             raise FsError(errno.EBADF, f"fid {msg.fid} is already in use")
         aname = msg.aname.strip(b"/").decode("utf-8", "replace") or "main"
@@ -304,6 +330,8 @@ class Handlers:
             raise FsError(errno.EINVAL, "mknod of an unsupported file type")
         if kind in (stat.S_IFCHR, stat.S_IFBLK) and not fid.cred.is_root:
             raise FsError(errno.EPERM, "only root may create device nodes")
+        if msg.major > MAJOR_MAX or msg.minor > MINOR_MAX:
+            raise FsError(errno.EINVAL, f"device {msg.major}:{msg.minor} out of range")
         gid = self._new_gid(dattr, fid.cred, msg.gid)
         rdev = os.makedev(msg.major, msg.minor)
         attr = fid.view.volume.mknod(fid.ino, msg.name, kind | (msg.mode & 0o7777), rdev, fid.cred.uid, gid)
@@ -559,7 +587,13 @@ class Handlers:
     def getattr(self, msg: p.Tgetattr) -> p.Rgetattr:
         fid = self._node(msg.fid)
         a = fid.view.volume.getattr(fid.ino)
+        atime, atime_nsec = split_ns(a.atime_ns)
+        mtime, mtime_nsec = split_ns(a.mtime_ns)
+        ctime, ctime_nsec = split_ns(a.ctime_ns)
+        btime, btime_nsec = split_ns(a.btime_ns)
         return p.Rgetattr(
+            atime_sec=atime, atime_nsec=atime_nsec, mtime_sec=mtime, mtime_nsec=mtime_nsec,
+            ctime_sec=ctime, ctime_nsec=ctime_nsec, btime_sec=btime, btime_nsec=btime_nsec,
             valid=p.GetattrMask.ALL,
             qid=make_qid(fid.view, a),
             mode=a.mode,
@@ -570,14 +604,6 @@ class Handlers:
             size=a.size,
             blksize=4096,
             blocks=a.blocks,
-            atime_sec=a.atime_ns // 1_000_000_000,
-            atime_nsec=a.atime_ns % 1_000_000_000,
-            mtime_sec=a.mtime_ns // 1_000_000_000,
-            mtime_nsec=a.mtime_ns % 1_000_000_000,
-            ctime_sec=a.ctime_ns // 1_000_000_000,
-            ctime_nsec=a.ctime_ns % 1_000_000_000,
-            btime_sec=a.btime_ns // 1_000_000_000,
-            btime_nsec=a.btime_ns % 1_000_000_000,
             gen=a.gen,
             data_version=a.data_version,
         )
@@ -590,12 +616,24 @@ class Handlers:
         cred = fid.cred
         v = msg.valid
         kw: dict[str, int] = {}
+        # Values first: a refused value changes nothing, whatever else was asked.
+        if v & p.SetattrValid.SIZE and msg.size > self.server.store.max_file_size:
+            raise FsError(errno.EFBIG, f"size {msg.size} exceeds the maximum file size")
+        set_times = {}
+        if v & p.SetattrValid.ATIME and v & p.SetattrValid.ATIME_SET:
+            set_times["atime_ns"] = setattr_ns(msg.atime_sec, msg.atime_nsec)
+        if v & p.SetattrValid.MTIME and v & p.SetattrValid.MTIME_SET:
+            set_times["mtime_ns"] = setattr_ns(msg.mtime_sec, msg.mtime_nsec)
         if v & p.SetattrValid.MODE:
             require_owner(attr, cred)
             mode = msg.mode & 0o7777
             if not cred.is_root and not cred.in_group(attr.gid):
                 mode &= ~stat.S_ISGID
             kw["mode"] = stat.S_IFMT(attr.mode) | mode
+        if msg.uid == NO_ID:
+            v &= ~p.SetattrValid.UID
+        if msg.gid == NO_ID:
+            v &= ~p.SetattrValid.GID
         if v & (p.SetattrValid.UID | p.SetattrValid.GID):
             new_uid = msg.uid if v & p.SetattrValid.UID else attr.uid
             new_gid = msg.gid if v & p.SetattrValid.GID else attr.gid
@@ -625,15 +663,12 @@ class Handlers:
                 require(attr, cred, W)
             kw["size"] = msg.size
         now = None
-        for flag, set_flag, sec, nsec, key in (
-            (p.SetattrValid.ATIME, p.SetattrValid.ATIME_SET, msg.atime_sec, msg.atime_nsec, "atime_ns"),
-            (p.SetattrValid.MTIME, p.SetattrValid.MTIME_SET, msg.mtime_sec, msg.mtime_nsec, "mtime_ns"),
-        ):
+        for flag, key in ((p.SetattrValid.ATIME, "atime_ns"), (p.SetattrValid.MTIME, "mtime_ns")):
             if not v & flag:
                 continue
-            if v & set_flag:
+            if key in set_times:
                 require_owner(attr, cred)
-                kw[key] = _ns(sec, nsec)
+                kw[key] = set_times[key]
             else:
                 if cred.uid != attr.uid and not cred.is_root and not permitted(attr.mode, attr.uid, attr.gid, cred, W):
                     raise FsError(errno.EACCES, "permission denied")
@@ -790,6 +825,8 @@ class Handlers:
 
     def getlock(self, msg: p.Tgetlock) -> p.Rgetlock:
         fid = self._lock_fid(msg.fid, msg.type)
+        if msg.type not in (p.LockType.RDLCK, p.LockType.WRLCK, p.LockType.UNLCK):
+            raise FsError(errno.EINVAL, "bad lock type")
         key = (fid.view.name, fid.ino)
         owner = (self.session_id, msg.client_id, msg.proc_id)
         start, end = lock_range(msg.start, msg.length)

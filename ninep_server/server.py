@@ -26,6 +26,7 @@ from . import __version__
 from .admin.jobs import JobManager
 from .admin.operations import Operations
 from .locks import LockTable
+from .ratelimit import LogLimiter
 from .metrics import ServerMetrics
 from .scheduler import SnapshotScheduler, parse_schedules
 from .session import Session
@@ -41,6 +42,8 @@ class Server:
         self.store = store
         self.config = config or ServerConfig()
         self.locks = LockTable()
+        #: Rate limit for log lines about refused or failed requests (all sessions).
+        self.refusal_log = LogLimiter()
         self.metrics = ServerMetrics()
         self.metrics.add_gauges(self._gauges)
         self.started = time.time()

@@ -152,7 +152,7 @@ class Session:
             if exc.tag is None or exc.type is None or exc.type % 2:
                 raise
             code = errno.EOPNOTSUPP if p.message_class(exc.type) is None else errno.EINVAL
-            self.log.warning("bad request", reason=exc.reason, type=exc.type, tag=exc.tag)
+            self._log_refusal("warning", "bad request", reason=exc.reason, type=exc.type, tag=exc.tag)
             self._reply_error(exc.tag, code, inline=True)
             return
         cls = type(msg)
@@ -224,7 +224,7 @@ class Session:
             self._log_error(msg, exc)
             self._reply_error(msg.tag, exc.errno or errno.EIO, inline)
         except Exception:
-            self.log.exception("request failed", request=type(msg).__name__)
+            self._log_refusal("error", "request failed", exc_info=True, request=type(msg).__name__)
             self._reply_error(msg.tag, errno.EIO, inline)
 
     def _reply(self, msg: p.Message, reply: p.Message) -> None:
@@ -245,18 +245,33 @@ class Session:
         while self.active:
             await next(iter(self.active.values())).done.wait()
         self.handlers.release_all()
-        if msg.version.startswith(p.VERSION_9P2000L) and msg.msize >= _MIN_MSIZE:
+        # Only the exact string: "9P2000.Lx" stripped of its suffix is "9P2000"
+        # (version(5)), which this server does not speak.
+        if msg.version == p.VERSION_9P2000L and msg.msize >= _MIN_MSIZE:
             self.msize = min(msg.msize, p.MAX_MSIZE)
             self.handlers.msize = self.msize
             self.negotiated = True
-            version = p.VERSION_9P2000L
+            version, msize = p.VERSION_9P2000L, self.msize
         else:
             self.negotiated = False
-            version = p.VERSION_UNKNOWN
-        self.log.info("version", version=version.decode(), msize=self.msize)
-        self._queue(p.Rversion(msize=self.msize, version=version, tag=msg.tag))
+            # A refusal never offers more than the client asked for.
+            version, msize = p.VERSION_UNKNOWN, min(msg.msize, self.msize)
+        if self.negotiated:
+            self.log.info("version", version=version.decode(), msize=msize)
+        else:
+            self._log_refusal("info", "version refused", asked=msg.version.decode("utf-8", "replace"), msize=msize)
+        self._queue(p.Rversion(msize=msize, version=version, tag=msg.tag))
 
     # -- replies ---------------------------------------------------------------
+
+    def _log_refusal(self, level: str, event: str, **kw) -> None:
+        """Log a refused or failed request, within the server's rate limit."""
+        dropped = self.server.refusal_log.allow()
+        if dropped is None:
+            return
+        if dropped:
+            kw["suppressed"] = dropped
+        getattr(self.log, level)(event, **kw)
 
     def _log_error(self, msg: p.Message, exc: OSError) -> None:
         # Expected errnos (ENOENT on lookup, EEXIST, ...) are routine: debug level.

@@ -57,7 +57,7 @@ class _Var:
     name: str
 
 
-_FIXED_CODES = {"B": "B", "H": "H", "I": "I", "Q": "Q", "qid": "BIQ"}
+_FIXED_CODES = {"B": "B", "H": "H", "I": "I", "Q": "Q", "q": "q", "qid": "BIQ"}
 
 
 def _compile(cls: type[Message]) -> tuple[_Fixed | _Var, ...]:

@@ -17,6 +17,9 @@ U8 = Annotated[int, "B"]
 U16 = Annotated[int, "H"]
 U32 = Annotated[int, "I"]
 U64 = Annotated[int, "Q"]
+#: A signed 64-bit field: times, which Linux sends as the u64 of a signed ``tv_sec``
+#: (a time before 1970 is a huge unsigned number on the wire, read here as negative).
+I64 = Annotated[int, "q"]
 Str = Annotated[bytes, "s"]
 Data = Annotated[bytes, "d"]
 Names = Annotated[list, "names"]
@@ -280,13 +283,13 @@ class Rgetattr(Message):
     size: U64 = 0
     blksize: U64 = 0
     blocks: U64 = 0
-    atime_sec: U64 = 0
+    atime_sec: I64 = 0
     atime_nsec: U64 = 0
-    mtime_sec: U64 = 0
+    mtime_sec: I64 = 0
     mtime_nsec: U64 = 0
-    ctime_sec: U64 = 0
+    ctime_sec: I64 = 0
     ctime_nsec: U64 = 0
-    btime_sec: U64 = 0
+    btime_sec: I64 = 0
     btime_nsec: U64 = 0
     gen: U64 = 0
     data_version: U64 = 0
@@ -301,9 +304,9 @@ class Tsetattr(Message):
     uid: U32 = 0
     gid: U32 = 0
     size: U64 = 0
-    atime_sec: U64 = 0
+    atime_sec: I64 = 0
     atime_nsec: U64 = 0
-    mtime_sec: U64 = 0
+    mtime_sec: I64 = 0
     mtime_nsec: U64 = 0
 
 

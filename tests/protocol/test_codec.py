@@ -21,6 +21,8 @@ _qids = st.builds(p.Qid, st.integers(0, 255), st.integers(0, 2**32 - 1), st.inte
 def _field_strategy(kind: str):
     if kind in _INT_BITS:
         return st.integers(0, 2 ** _INT_BITS[kind] - 1)
+    if kind == "q":
+        return st.integers(-(2**63), 2**63 - 1)
     return {
         "s": _names,
         "d": st.binary(max_size=300),

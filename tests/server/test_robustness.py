@@ -55,6 +55,7 @@ def _random_message(rng: random.Random, cls) -> p.Message:
         "H": lambda: rng.randrange(2**16),
         "I": small,
         "Q": lambda: rng.randrange(2**64),
+        "q": lambda: rng.randrange(2**64) - 2**63,
         "s": lambda: rng.choice([b"", b"..", b"x", b"keep", b"a/b", rng.randbytes(rng.randrange(300))]),
         "d": lambda: rng.randbytes(rng.randrange(100)),
         "qid": lambda: p.Qid(rng.randrange(256), rng.randrange(2**32), rng.randrange(2**64)),

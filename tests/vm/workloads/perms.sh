@@ -17,8 +17,26 @@ python3 -c 'import os,sys; os.utime(sys.argv[1], ns=(1500000000123456789, 160000
 ns=$(stat -c %.9Y "$W/f")
 check_eq "utimes (ns call) seconds" "${ns%.*}" 1600000000
 echo "utimes: wanted 1600000000.987654321, got $ns"
+# Before 1970: Linux's 9p client clamps times to 0 before sending them (fs/9p sets
+# s_time_min = 0), so the guest sees 1970-01-01 where ext4 would show 1969. A client
+# that sends a negative time has it stored exactly (tests/server/test_values.py).
+# Here: the touch works, guest and server agree, and commits go on.
+touch -d '1969-12-31 00:00:00 UTC' "$W/old1969"
+old=$(stat -c %Y "$W/old1969")
+case "$old" in -86400|0) ;; *) fail "mtime before 1970: got $old, want -86400 (or 0, clamped)" ;; esac
+python3 -c 'import os,sys; os.fsync(os.open(sys.argv[1], os.O_RDONLY))' "$W/old1969"
+# Past 2262 ninep refuses (EINVAL: its catalog keeps nanoseconds in 64 bits); ext4 under diod keeps it.
+touch "$W/far"
+if out=$(touch -d '2300-01-01 00:00:00 UTC' "$W/far" 2>&1); then
+    check_eq "mtime in 2300" "$(stat -c %Y "$W/far")" 10413792000
+else
+    case "$out" in *"Invalid argument"*) ;; *) fail "touch past 2262: $out" ;; esac
+fi
+check_eq "mtime before 1970, after the touch past 2262" "$(stat -c %Y "$W/old1969")" "$old"
 mkdir "$W/sub"; chmod 0755 "$W/sub"
 drop_caches
+check_eq "mtime before 1970, from the server" "$(stat -c %Y "$W/old1969")" "$old"
+python3 -c 'import os,sys; os.fsync(os.open(sys.argv[1], os.O_RDONLY))' "$W/far"
 
 if [ "$ACCESS" = user ] || [ "$ACCESS" = client ]; then
     chmod 0600 "$W/f"
