@@ -66,6 +66,9 @@ def check_name(name: bytes) -> bytes:
     return name
 
 
+_LOST_KEEP = 4096  # set-aside, never-committed inodes remembered for fsync's EIO
+
+
 class _Captured:
     """What one volume handed to a commit; restored into the dirty set on failure."""
 
@@ -103,6 +106,10 @@ class Volume:
         self._dgate = threading.Event()     # cleared while a commit takes every data lock
         self._dgate.set()
         self._gone: set[int] = set()        # freed inodes whose rows may still be in the catalog
+        #: Never-committed inodes a commit set aside (so they are gone): their
+        #: fsyncs fail with EIO rather than ENOENT. Inode numbers are never reused;
+        #: only the newest _LOST_KEEP are remembered.
+        self._lost: dict[int, None] = {}
         #: Quota on the live tree's logical bytes (sum of file sizes), 0 for none;
         #: like ZFS refquota: snapshots don't count. Exceeding it is EDQUOT.
         self.quota = 0
@@ -963,6 +970,8 @@ class Volume:
         with self._lock:
             node = self._inodes.get(ino)
             if node is None:
+                if ino in self._lost:
+                    raise _err(errno.EIO, f"inode {ino}: its changes could not be committed")
                 self._get(ino)  # ENOENT check; an uncached inode is clean
                 return
             target = node.epoch
@@ -1069,6 +1078,10 @@ class Volume:
                 node.opens = opens
                 node.epoch = node.failed = epoch
                 self._inodes[ino] = node
+            elif row is None:
+                self._lost[ino] = None
+                if len(self._lost) > _LOST_KEEP:
+                    del self._lost[next(iter(self._lost))]
         self._logical = None
 
     def _committed(self, cap: _Captured) -> None:
