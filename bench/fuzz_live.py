@@ -489,17 +489,13 @@ def report(result: dict, out: Path, name: str) -> None:
         ("whole run", f"{result['duration_seconds']} s"),
         ("verdict", "PASS" if result["passed"] else "FAIL"),
     ]
-    log_lines = [f"- {e['count']} x `{e['event']}` e.g. `{e['sample']}`" for e in result["server_log"]["by_event"]]
     sections = [
         ("Canary errors", [f"- {e}" for e in result["canary_error_samples"]]),
         ("fsck damage", [f"- {d}" for d in result["fsck"].get("damage", [])]),
-        ("Server log (most frequent errors and warnings)", log_lines),
     ]
     intro = (f"`python bench/fuzz_live.py --frames {result['frames_sent']} --connections {result['connections']} "
              f"--seed {result['seed']}`: random, mutated and extreme-valued 9P2000.L frames against a live "
              "`ninep serve`, while a canary client writes, fsyncs and verifies files in its own dataset.")
-    if result.get("note"):
-        intro += f"\n\n{result['note']}"
     livecheck.write_results(out, name, "Live fuzzing", intro, rows, result, sections)
 
 
@@ -507,14 +503,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=1_000_000, help="frames to send in all (default 1,000,000)")
     ap.add_argument("--connections", type=int, default=4, help="fuzzing connections (default 4)")
-    ap.add_argument("--seed", type=int, default=None, help="random seed (default: random, reported)")
-    ap.add_argument("--workdir", help="keep the store here (default: a temporary directory, removed on success)")
-    ap.add_argument("--out", default=str(livecheck.RESULTS), help="directory for NAME.md and NAME.json")
-    ap.add_argument("--name", default="fuzz-live")
     ap.add_argument("--json", action="store_true", help="also print the figures as JSON")
-    ap.add_argument("--note", default="", help="a line for the report (what was run, where)")
+    livecheck.add_common_options(ap, "fuzz-live")
     args = ap.parse_args(argv)
-    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    seed = livecheck.seed_of(args)
     try:
         result = run(args.frames, args.connections, seed, Path(args.workdir) if args.workdir else None)
     except BenchError as exc:

@@ -3,7 +3,9 @@ peak memory, its log's error lines, fsck of the stopped store, and the result fi
 
 from __future__ import annotations
 
+import argparse
 import json
+import random
 import subprocess
 import sys
 from collections import Counter
@@ -75,9 +77,28 @@ def fsck(store: Path) -> dict:
             "inodes": result.get("inodes"), "chunks": result.get("chunks")}
 
 
+def add_common_options(ap: argparse.ArgumentParser, name: str) -> None:
+    """The options both scripts take: --seed, --workdir, --out, --name and --note."""
+    ap.add_argument("--seed", type=int, default=None, help="random seed (default: random, reported)")
+    ap.add_argument("--workdir", help="keep the store here (default: a temporary directory, removed on success)")
+    ap.add_argument("--out", default=str(RESULTS), help="directory for NAME.md and NAME.json")
+    ap.add_argument("--name", default=name)
+    ap.add_argument("--note", default="", help="a line for the report (what was run, where)")
+
+
+def seed_of(args: argparse.Namespace) -> int:
+    """The seed asked for, or a random one (reported with the results)."""
+    return args.seed if args.seed is not None else random.randrange(1 << 30)
+
+
 def write_results(out: Path, name: str, title: str, intro: str, rows: list[tuple[str, object]],
                   data: dict, sections: list[tuple[str, list[str]]] = ()) -> tuple[Path, Path]:
-    """``out/name.json`` (``data``) and ``out/name.md`` (a table of ``rows`` plus sections)."""
+    """``out/name.json`` (``data``) and ``out/name.md``: ``intro`` (plus ``data["note"]``), a table
+    of ``rows``, ``sections``, and the server log's most frequent errors and warnings."""
+    if data.get("note"):
+        intro += f"\n\n{data['note']}"
+    log = [f"- {e['count']} x `{e['event']}` e.g. `{e['sample']}`" for e in data["server_log"]["by_event"]]
+    sections = [*sections, ("Server log (most frequent errors and warnings)", log)]
     out.mkdir(parents=True, exist_ok=True)
     jpath, mpath = out / f"{name}.json", out / f"{name}.md"
     jpath.write_text(json.dumps(data, indent=2, default=str) + "\n")

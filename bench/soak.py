@@ -275,14 +275,10 @@ def report(result: dict, out: Path, name: str) -> None:
         ("Operations by kind", [f"- {k}: {n:,}" for k, n in result["ops_by_kind"].items()]),
         ("Errors", [f"- {e}" for e in result["error_samples"]]),
         ("fsck damage", [f"- {d}" for d in result["fsck"].get("damage", [])]),
-        ("Server log (most frequent errors and warnings)",
-         [f"- {e['count']} x `{e['event']}` e.g. `{e['sample']}`" for e in result["server_log"]["by_event"]]),
     ]
     intro = (f"`python bench/soak.py --clients {result['clients']} --duration {result['duration_requested']:g} "
              f"--seed {result['seed']}`: concurrent clients of `ninep_server.client` against a live `ninep serve`, "
              "each creating, writing, overwriting, reading (verified), renaming, unlinking and fsyncing files.")
-    if result.get("note"):
-        intro += f"\n\n{result['note']}"
     livecheck.write_results(out, name, "Soak", intro, rows, result, sections)
 
 
@@ -290,13 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=int, default=64, help="concurrent clients (default 64)")
     ap.add_argument("--duration", type=float, default=600, help="seconds of work (default 600)")
-    ap.add_argument("--seed", type=int, default=None, help="random seed (default: random, reported)")
-    ap.add_argument("--workdir", help="keep the store here (default: a temporary directory, removed on success)")
-    ap.add_argument("--out", default=str(livecheck.RESULTS), help="directory for NAME.md and NAME.json")
-    ap.add_argument("--name", default="soak")
-    ap.add_argument("--note", default="", help="a line for the report (what was run, where)")
+    livecheck.add_common_options(ap, "soak")
     args = ap.parse_args(argv)
-    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    seed = livecheck.seed_of(args)
     try:
         result = run(args.clients, args.duration, seed, Path(args.workdir) if args.workdir else None)
     except BenchError as exc:
