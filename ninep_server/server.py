@@ -25,6 +25,7 @@ from .fids import LIVE, SNAPDIR, SNAPSHOT, View
 from . import __version__
 from .admin.jobs import JobManager
 from .admin.operations import Operations
+from .admission import Admission
 from .locks import LockTable
 from .metrics import ServerMetrics
 from .scheduler import SnapshotScheduler, parse_schedules
@@ -40,7 +41,8 @@ class Server:
     def __init__(self, store: Store, config: ServerConfig | None = None):
         self.store = store
         self.config = config or ServerConfig()
-        self.locks = LockTable()
+        self.locks = LockTable(self.config.max_locks_per_connection, self.config.lock_waits_per_connection)
+        self.admission = Admission(self.config.max_connections, self.config.max_handshakes)
         self.metrics = ServerMetrics()
         self.metrics.add_gauges(self._gauges)
         self.started = time.time()
@@ -86,7 +88,7 @@ class Server:
         view = self._views.get(key)
         if view is None:
             directory = SnapshotDirectory(self.store, live.dataset, live.volume.root)
-            view = View(key, directory, live.export, True, SNAPDIR_QID_BASE, SNAPDIR, live.dataset)
+            view = View(key, directory, live.export, True, SNAPDIR_QID_BASE, SNAPDIR, live.dataset, outer=live)
             self._views[key] = view
         return view
 
@@ -96,7 +98,7 @@ class Server:
         view = self._views.get(key)
         if view is None or view.qid_base != snapshot_qid_base(snap.id):
             volume = self.store.snapshot_volume(snap.dataset, snap.name)
-            view = View(key, volume, snapdir.export, True, snapshot_qid_base(snap.id), SNAPSHOT, snap.dataset)
+            view = View(key, volume, snapdir.export, True, snapshot_qid_base(snap.id), SNAPSHOT, snap.dataset, outer=snapdir)
             self._views[key] = view
         return view
 
@@ -309,17 +311,18 @@ class Server:
                 log.exception("background gc failed; will retry")
 
     async def _handle(self, stream: trio.abc.Stream, peer: str) -> None:
-        if len(self.sessions) >= self.config.max_connections:
-            log.warning("refusing connection: too many clients", peer=peer, limit=self.config.max_connections)
-            await stream.aclose()
-            return
+        # ``max_connections`` counts sessions past Tversion (Session checks it
+        # there); connections still negotiating have their own, smaller cap,
+        # and the oldest of them makes room for a new one.
         session_id = self._next_session
         self._next_session += 1
         session = Session(self, stream, session_id, peer)
         self.sessions[session_id] = session
+        self.admission.arrive(session)
         try:
             await session.run()
         finally:
+            self.admission.leave(session)
             del self.sessions[session_id]
 
     async def serve(
