@@ -224,12 +224,20 @@ class LockTable:
             return
         for key, owners in session.files.items():
             locks = self._files[key]
-            for owner in owners:
-                for held in locks.owners.pop(owner):
+            gone = [held for owner in owners for held in locks.owners.pop(owner)]
+            if not locks.owners:
+                del self._files[key]  # they were the only ones: drop the file's trees whole
+            elif 2 * len(gone) > len(locks.reads) + len(locks.writes):
+                # Most of the file's locks go: rebuilding from the rest costs less.
+                reads, writes = IntervalSet(), IntervalSet()
+                for rest in locks.owners.values():
+                    for held in rest:
+                        (writes if held.type == LockType.WRLCK else reads).add(held)
+                locks.reads, locks.writes = reads, writes
+            else:
+                for held in gone:
                     locks.tree(held.type).remove(held)
             locks.wake()
-            if not locks.owners:
-                del self._files[key]
         if session.waits:  # requests still waiting keep their count
             self._sessions[session_id] = _SessionLocks(waits=session.waits)
 

@@ -51,6 +51,8 @@ _RECV_SIZE = 1 << 20
 _MIN_MSIZE = 4096
 # The reader sends its replies once they add up to this much, even mid-batch.
 _INLINE_SEND_AT = 4 << 20
+# The reader lets other tasks run after this many frames of one receive.
+_YIELD_EVERY = 64
 
 
 class ProtocolViolation(Exception):
@@ -182,11 +184,17 @@ class Session:
                 if not data:
                     return
                 frames.feed(data)
+                count = 0
                 while (frame := frames.next_frame()) is not None:
                     await self._dispatch(frame, nursery)
                     frames.max_size = self.msize
                     if self._inline_bytes > _INLINE_SEND_AT:
                         await self._send_inline()  # a burst of reads: don't pile up replies
+                    count += 1
+                    if count % _YIELD_EVERY == 0:
+                        # A megabyte of small requests answered inline takes a
+                        # while: let other connections in between.
+                        await trio.lowlevel.checkpoint()
                 await self._send_inline()
                 self._refresh_deadline()
 
