@@ -235,9 +235,9 @@ class Session:
         if task is None:
             self._reply_error(msg.tag, errno.EOPNOTSUPP, inline=True)
             return
+        await self._take_slot()
         active = _Active()
         self.active[msg.tag] = active
-        await self._take_slot()
         nursery.start_soon(self._run_task, task, msg, active)
 
     async def _take_slot(self) -> None:
