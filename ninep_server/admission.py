@@ -51,7 +51,7 @@ class Admission:
         """A new connection: it is handshaking; evict the oldest if there are too many."""
         while len(self._handshaking) >= self.max_handshakes:
             oldest = self._handshaking.pop(next(iter(self._handshaking)))
-            log.warning(
+            log.info(
                 "closing a connection that has not negotiated: too many handshakes",
                 session=oldest.id,
                 peer=oldest.peer,

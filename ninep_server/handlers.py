@@ -539,7 +539,10 @@ class Handlers:
         if offset == 0:
             yield p.Dirent(make_qid(fid.view, vol.getattr(fid.ino)), 1, p.DT_DIR, b".")
         if offset <= 1:
-            pview, parent = self._up(fid.view, fid.ino)
+            try:
+                pview, parent = self._up(fid.view, fid.ino)
+            except FsError:  # a removed directory whose parent is gone too
+                pview, parent = fid.view, fid.ino
             yield p.Dirent(make_qid(pview, pview.volume.getattr(parent)), 2, p.DT_DIR, b"..")
         if offset <= 2 and fid.view.kind == LIVE and fid.ino == vol.root:
             yield from self.server.root_extras(fid.view)

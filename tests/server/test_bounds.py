@@ -337,3 +337,13 @@ async def test_dotdot_follows_renames_and_clamps_at_the_export_root(live):
         # at the export root ".." stays put
         root_qid = (await c.stat(b"")).qid
         assert await c.walk(root, c.alloc_fid(), [b"..", b"..", b"x"]) == [root_qid, root_qid, x_qid]
+
+
+async def test_readdir_of_a_removed_directory_whose_parent_is_gone(live):
+    """``..`` is looked up, not remembered: with no parent left it is the directory itself."""
+    async with live.connect() as c:
+        await c.makedirs(b"a/b")
+        f = await c.open(b"a/b", O.RDONLY)
+        await c.unlinkat(await c.walk_path(b"a"), b"b", p.AT_REMOVEDIR)
+        await c.unlinkat(c.root_fid, b"a", p.AT_REMOVEDIR)
+        assert [e.name for e in await c.readdir(f.fid, 0, 8192)] == [b".", b".."]
