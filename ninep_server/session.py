@@ -94,6 +94,7 @@ class Session:
         self._handshake_deadline = trio.current_time() + server.config.handshake_timeout
         self._deadline_scope = trio.CancelScope(deadline=self._handshake_deadline)
         self._close_reason = ""
+        self._fidless_since: float | None = None
         self._stopping = trio.Event()
         # Stopping cancels the reader only while it waits for input: a reply
         # being sent is never cut in half.
@@ -140,13 +141,20 @@ class Session:
         return f"idle without a fid for {self.server.config.idle_timeout} s"
 
     def _refresh_deadline(self) -> None:
-        """Arm the idle deadline while the session holds no fid and runs nothing."""
+        """Arm the idle deadline while the session holds no fid and runs nothing.
+
+        The deadline counts from when the last fid went: requests that
+        create none (errors, Tstatfs on a bad fid...) do not extend it.
+        """
         if not self.negotiated:
             deadline = self._handshake_deadline  # a failed renegotiation gets no new window
         elif self.active or len(self.handlers.fids):
+            self._fidless_since = None
             deadline = math.inf
         else:
-            deadline = trio.current_time() + self.server.config.idle_timeout
+            if self._fidless_since is None:
+                self._fidless_since = trio.current_time()
+            deadline = self._fidless_since + self.server.config.idle_timeout
         if deadline != self._deadline_scope.deadline:
             self._deadline_scope.deadline = deadline
 

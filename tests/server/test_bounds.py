@@ -215,17 +215,21 @@ async def test_connection_holding_no_fid_is_closed_after_the_idle_timeout(bounde
     await s.send_all(p.encode(p.Tversion(msize=8192, version=p.VERSION_9P2000L, tag=p.NOTAG)))
     assert isinstance(p.decode(await s.receive_some(4096)), p.Rversion)
     assert await _closed_by_server(s)
-    # one that holds a fid is not idle; once it clunks its last fid it is
+    # one that holds a fid is not idle; once it clunks its last fid it is,
+    # and requests that hold no fid do not keep it open
     async with live.connect() as c:
         await trio.sleep(1.0)
         await c.write_file(b"busy", b"yes")
         await c.clunk(c.root_fid)
         c.root_fid = None
-        with trio.fail_after(HANG):
-            while not c._closed:
+        with trio.fail_after(HANG), pytest.raises((ConnectionClosed, trio.BrokenResourceError)):
+            while True:
+                with pytest.raises(NinepError) as info:
+                    await c.rpc(p.Tgetattr(fid=999, request_mask=p.GetattrMask.ALL))
+                if isinstance(info.value, ConnectionClosed):
+                    raise info.value
+                assert info.value.errno == errno.EBADF
                 await trio.sleep(0.02)
-        with pytest.raises(ConnectionClosed):
-            await c.rpc(p.Tattach(fid=1, afid=p.NOFID, uname=b"0", aname=b"", n_uname=0))
 
 
 async def test_silent_sockets_never_lock_out_a_client(bounded):
