@@ -36,6 +36,8 @@ from .intervals import IntervalSet
 from .protocol import LockType
 
 INF = 2**64 - 1
+# Linux sends its node name (at most 64 bytes) as the client_id.
+MAX_CLIENT_ID = 255
 
 Owner = tuple[int, bytes, int]  # (session id, client_id, proc_id)
 Key = tuple[str, int]  # (dataset or view name, inode)
@@ -120,8 +122,13 @@ class LockTable:
 
         ENOLCK if the session would hold more than ``max_per_session`` locks.
         """
+        if len(owner[1]) > MAX_CLIENT_ID:
+            # Every lock keeps its owner's name: a long one would make a lock cost up to msize.
+            raise FsError(errno.EINVAL, f"lock client_id longer than {MAX_CLIENT_ID} bytes")
         locks = self._files.get(key)
         own = locks.owners.get(owner, []) if locks is not None else []
+        if own:
+            owner = own[0].owner  # one owner tuple (and client_id) shared by all its locks
         # The owner's locks that overlap or touch [start, end]: ends increase
         # with starts since they are disjoint.
         lo = bisect_left(own, start - 1, key=_end)

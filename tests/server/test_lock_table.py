@@ -148,6 +148,9 @@ def test_the_cap_refuses_new_locks_with_enolck_and_counts_splits_and_merges():
     assert table.try_lock(key, owner, U, 0, 0)  # nothing held there: nothing changes
     assert table.try_lock(key, owner, U, 0, INF)
     assert table.count(1) == 0 and table.held(key) == []
+    with pytest.raises(FsError) as info:  # a lock's owner name is bounded too
+        table.try_lock(key, (1, b"x" * 256, 1), R, 500, 500)
+    assert info.value.errno == errno.EINVAL
     # another session has its own allowance
     other = LockTable(max_per_session=3)
     for sid in (1, 2):
