@@ -3,8 +3,15 @@
 Example ``ninep.toml``::
 
     [server]
-    max_connections = 256
+    max_connections = 256          # sessions past Tversion
+    max_handshakes = 64            # connections still negotiating; a new one evicts the oldest
+    handshake_timeout = 10         # seconds to complete Tversion, else the connection closes
+    idle_timeout = 60              # seconds a connection may hold no fid before it closes
     max_fids_per_connection = 16384
+    max_requests_per_connection = 64   # requests in flight; beyond, the server stops reading
+    max_locks_per_connection = 4096    # byte-range locks held (ENOLCK beyond)
+    max_lock_waits_per_connection = 32 # blocking Tlocks waiting (BLOCKED beyond; the client polls);
+                                       # must be below max_requests_per_connection
     unix_socket_mode = "0600"
     commit_interval = 0.2          # seconds between group commits
     gc_interval = 3600             # seconds between background gc runs (0 = off)
@@ -132,9 +139,14 @@ class ServerConfig:
 
     exports: dict[str, ExportConfig] = field(default_factory=dict)
     export_unlisted: bool = True
-    max_connections: int = 256
+    max_connections: int = 256  # sessions that completed Tversion
+    max_handshakes: int = 64  # connections still negotiating (the oldest is closed for a new one)
+    handshake_timeout: float = 10.0  # seconds from connect to a successful Tversion
+    idle_timeout: float = 60.0  # seconds a negotiated connection may hold no fid
     max_fids_per_connection: int = 16384
-    max_requests_per_connection: int = 64
+    max_requests_per_connection: int = 64  # every request in flight; at the cap the server stops reading
+    max_locks_per_connection: int = 4096  # byte-range locks held; ENOLCK beyond
+    max_lock_waits_per_connection: int = 32  # blocking Tlocks waiting; BLOCKED beyond (the client polls)
     unix_socket_mode: int = 0o600
     commit_interval: float = 0.2
     gc_interval: float = 3600.0
@@ -144,6 +156,17 @@ class ServerConfig:
     admin_listen: str | None = None  # "tcp:HOST:PORT": also serve the admin API on TCP
     admin_token: str | None = None  # bearer token the TCP admin listener requires
     admin_transfer_roots: tuple[str, ...] = ()  # where TCP admin clients may import from / export to
+
+    @property
+    def lock_waits_per_connection(self) -> int:
+        """Lock waits allowed, always below the request cap.
+
+        A waiting Tlock holds a request slot until another request (maybe on
+        this very connection) releases the lock; keeping waiters below the
+        cap leaves slots for requests that finish on their own, so the
+        connection always reads on and the release always arrives.
+        """
+        return max(0, min(self.max_lock_waits_per_connection, self.max_requests_per_connection - 1))
 
     def export(self, dataset: str) -> ExportConfig | None:
         """The export settings for a dataset, or None if it is not exported."""
@@ -156,12 +179,26 @@ class ServerConfig:
 
 _SERVER_KEYS = {
     "max_connections": int,
+    "max_handshakes": int,
+    "handshake_timeout": float,
+    "idle_timeout": float,
     "max_fids_per_connection": int,
     "max_requests_per_connection": int,
+    "max_locks_per_connection": int,
+    "max_lock_waits_per_connection": int,
     "commit_interval": float,
     "gc_interval": float,
     "export_unlisted": bool,
     "snapdir_hidden": bool,
+}
+_POSITIVE_KEYS = {
+    "max_connections",
+    "max_handshakes",
+    "handshake_timeout",
+    "idle_timeout",
+    "max_fids_per_connection",
+    "max_requests_per_connection",
+    "max_locks_per_connection",
 }
 _EXPORT_KEYS = {"read_only", "squash", "anon_uid", "anon_gid", "allow", "snapshot_admin", "groups", "schedule"}
 
@@ -201,8 +238,17 @@ def parse_config(data: dict, source: str = "config") -> ServerConfig:
             if not isinstance(value, want) and not (want is float and isinstance(value, int)):
                 raise ConfigError(f"{source}: server.{key} must be {want.__name__}")
             kwargs[key] = want(value)
+            if key in _POSITIVE_KEYS and not value > 0:
+                raise ConfigError(f"{source}: server.{key} must be positive")
         else:
             raise ConfigError(f"{source}: unknown key server.{key}")
+    requests = kwargs.get("max_requests_per_connection", ServerConfig.max_requests_per_connection)
+    waits = kwargs.get("max_lock_waits_per_connection", ServerConfig.max_lock_waits_per_connection)
+    if not 0 <= waits < requests:
+        raise ConfigError(
+            f"{source}: server.max_lock_waits_per_connection must be at least 0 and below "
+            f"max_requests_per_connection ({requests}), so that waiting locks never hold every request slot"
+        )
     kwargs.update(_parse_admin(data.get("admin", {}), source))
     exports = {}
     for name, table in data.get("exports", {}).items():

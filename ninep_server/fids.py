@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import errno
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cas import FsError
@@ -33,6 +33,9 @@ class View:
     qid_base: int = 0  # added to inode numbers so qid.path differs between views
     kind: str = LIVE
     dataset: str = ""
+    # Where ``..`` from this view's root leads: /.snapshots for a snapshot,
+    # the live root for /.snapshots; None for a live tree (its root clamps).
+    outer: View | None = None
 
 
 @dataclass(slots=True)
@@ -43,10 +46,11 @@ class Fid:
     ino: int
     cred: Credentials
     kind: str = NODE
-    # The walk that led here: (view, inode) of each parent directory, the
-    # export root first, and our name in the last one. ``..`` pops, and the
-    # export root clamps. Views change when a walk crosses into /.snapshots.
-    ancestors: tuple[tuple[View, int], ...] = ()
+    # The directory of the same view this fid was walked or created in, and
+    # its name there (what Tremove and Trename act on); None at a view's root
+    # or after ``..``. Only one level is kept, so a fid costs the same at any
+    # depth: ``..`` asks the volume for a directory's current parent.
+    parent: int | None = None
     name: bytes = b""
     opened: bool = False
     open_flags: int = 0
@@ -56,7 +60,6 @@ class Fid:
     xattr_value: bytes | bytearray = b""
     xattr_size: int = 0
     xattr_flags: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class FidTable:

@@ -198,7 +198,7 @@ class Handlers:
             raise FsError(errno.EBADF, "cannot walk an open fid in place")
         if msg.newfid != msg.fid and msg.newfid in self.fids:
             raise FsError(errno.EBADF, f"newfid {msg.newfid} is already in use")
-        view, ino, ancestors, name = fid.view, fid.ino, fid.ancestors, fid.name
+        view, ino, parent, name = fid.view, fid.ino, fid.parent, fid.name
         qids: list[p.Qid] = []
         attr = view.volume.getattr(ino) if msg.wnames else None
         for i, wname in enumerate(msg.wnames):
@@ -207,9 +207,8 @@ class Handlers:
                     raise FsError(errno.ENOTDIR, "not a directory")
                 require(attr, fid.cred, X)
                 if wname == b"..":
-                    if ancestors:
-                        (view, ino), ancestors = ancestors[-1], ancestors[:-1]
-                        name = b""
+                    view, ino = self._up(view, ino)
+                    parent, name = None, b""
                     attr = view.volume.getattr(ino)
                 elif wname == b"." or not wname:
                     pass
@@ -219,13 +218,13 @@ class Handlers:
                     if len(wname) > NAME_MAX:
                         raise FsError(errno.ENAMETOOLONG, "name longer than 255 bytes")
                     crossing = self.server.cross(view, ino, wname)
-                    ancestors = (*ancestors, (view, ino))
                     if crossing is not None:
                         view, ino = crossing
+                        parent = None
                         attr = view.volume.getattr(ino)
                     else:
                         attr = view.volume.lookup(ino, wname)
-                        ino = attr.ino
+                        parent, ino = ino, attr.ino
                     name = wname
             except OSError:
                 if i == 0:
@@ -233,9 +232,18 @@ class Handlers:
                 return p.Rwalk(qids=qids)
             qids.append(make_qid(view, attr))
         is_dir = fid.is_dir if attr is None else stat.S_ISDIR(attr.mode)
-        new = Fid(view, ino, fid.cred, ancestors=ancestors, name=name, is_dir=is_dir)
+        new = Fid(view, ino, fid.cred, parent=parent, name=name, is_dir=is_dir)
         self.fids.add(msg.newfid, new, replace=msg.newfid == msg.fid)
         return p.Rwalk(qids=qids)
+
+    @staticmethod
+    def _up(view: View, ino: int) -> tuple[View, int]:
+        """Where ``..`` leads from directory ``ino``: its current parent, clamped at the export root."""
+        if ino == view.volume.root:
+            if view.outer is None:
+                return view, ino
+            return view.outer, view.outer.volume.root
+        return view, view.volume.lookup(ino, b"..").ino
 
     # -- opening and creating ----------------------------------------------------
 
@@ -272,8 +280,7 @@ class Handlers:
         gid = self._new_gid(dattr, fid.cred, msg.gid)
         attr = vol.create(fid.ino, msg.name, stat.S_IFREG | (msg.mode & 0o7777), fid.cred.uid, gid)
         vol.open(attr.ino)
-        fid.ancestors = (*fid.ancestors, (fid.view, fid.ino))
-        fid.ino, fid.name = attr.ino, msg.name
+        fid.parent, fid.ino, fid.name = fid.ino, attr.ino, msg.name
         fid.opened, fid.open_flags, fid.is_dir = True, msg.flags, False
         return p.Rlcreate(qid=make_qid(fid.view, attr), iounit=0)
 
@@ -386,12 +393,10 @@ class Handlers:
     def remove(self, msg: p.Tremove) -> p.Rremove:
         fid = self.fids.get(msg.fid)
         try:
-            if fid.kind != NODE or not fid.ancestors:
+            if fid.kind != NODE or fid.parent is None:
                 raise FsError(errno.EBUSY if fid.kind == NODE else errno.EBADF, "cannot remove this fid")
             self._writable(fid)
-            pview, parent = fid.ancestors[-1]
-            if pview is not fid.view:
-                raise FsError(errno.EBUSY, "cannot remove the root of a view")
+            parent = fid.parent
             vol = fid.view.volume
             dattr = vol.getattr(parent)
             require(dattr, fid.cred, W | X)
@@ -415,19 +420,16 @@ class Handlers:
 
     def rename(self, msg: p.Trename) -> p.Rrename:
         fid = self._node(msg.fid)
-        if not fid.ancestors:
-            raise FsError(errno.EBUSY, "cannot rename the root")
+        if fid.parent is None:
+            raise FsError(errno.EBUSY, "cannot rename the root of a view")
         self._writable(fid)
         vol = fid.view.volume
-        pview, oldparent = fid.ancestors[-1]
-        if pview is not fid.view:
-            raise FsError(errno.EBUSY, "cannot rename the root of a view")
+        oldparent = fid.parent
         oldattr = vol.getattr(oldparent)
         require(oldattr, fid.cred, W | X)
         new, newattr = self._dir_for_change(msg.dfid)
         self._rename(fid, oldattr, fid.name, new, newattr, msg.name, oldparent=oldparent)
-        fid.ancestors = (*new.ancestors, (new.view, new.ino))
-        fid.name = msg.name
+        fid.parent, fid.name = new.ino, msg.name
         return p.Rrename()
 
     def _rename(self, old: Fid, oldattr, oldname: bytes, new: Fid, newattr, newname: bytes, oldparent=None) -> None:
@@ -565,7 +567,10 @@ class Handlers:
         if offset == 0:
             yield p.Dirent(make_qid(fid.view, vol.getattr(fid.ino)), 1, p.DT_DIR, b".")
         if offset <= 1:
-            pview, parent = fid.ancestors[-1] if fid.ancestors else (fid.view, fid.ino)
+            try:
+                pview, parent = self._up(fid.view, fid.ino)
+            except FsError:  # a removed directory whose parent is gone too
+                pview, parent = fid.view, fid.ino
             yield p.Dirent(make_qid(pview, pview.volume.getattr(parent)), 2, p.DT_DIR, b"..")
         if offset <= 2 and fid.view.kind == LIVE and fid.ino == vol.root:
             yield from self.server.root_extras(fid.view)
@@ -820,7 +825,8 @@ class Handlers:
             return p.Rlock(status=p.LockStatus.BLOCKED)
         # Hold the request until granted: a BLOCKED reply would make the
         # kernel sleep and poll. Tflush or session end cancels the wait.
-        await table.lock_wait(key, owner, msg.type, start, end)
+        if not await table.lock_wait(key, owner, msg.type, start, end):
+            return p.Rlock(status=p.LockStatus.BLOCKED)  # too many waiting: the client polls
         return p.Rlock(status=p.LockStatus.SUCCESS)
 
     def getlock(self, msg: p.Tgetlock) -> p.Rgetlock:

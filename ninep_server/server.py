@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import functools
+import gc
 import os
 import signal
 import socket
@@ -25,6 +26,7 @@ from .fids import LIVE, SNAPDIR, SNAPSHOT, View
 from . import __version__
 from .admin.jobs import JobManager
 from .admin.operations import Operations
+from .admission import Admission
 from .locks import LockTable
 from .ratelimit import LogLimiter
 from .metrics import ServerMetrics
@@ -41,7 +43,8 @@ class Server:
     def __init__(self, store: Store, config: ServerConfig | None = None):
         self.store = store
         self.config = config or ServerConfig()
-        self.locks = LockTable()
+        self.locks = LockTable(self.config.max_locks_per_connection, self.config.lock_waits_per_connection)
+        self.admission = Admission(self.config.max_connections, self.config.max_handshakes)
         #: Rate limit for log lines about refused or failed requests (all sessions).
         self.refusal_log = LogLimiter()
         self.metrics = ServerMetrics()
@@ -89,7 +92,7 @@ class Server:
         view = self._views.get(key)
         if view is None:
             directory = SnapshotDirectory(self.store, live.dataset, live.volume.root)
-            view = View(key, directory, live.export, True, SNAPDIR_QID_BASE, SNAPDIR, live.dataset)
+            view = View(key, directory, live.export, True, SNAPDIR_QID_BASE, SNAPDIR, live.dataset, outer=live)
             self._views[key] = view
         return view
 
@@ -99,7 +102,7 @@ class Server:
         view = self._views.get(key)
         if view is None or view.qid_base != snapshot_qid_base(snap.id):
             volume = self.store.snapshot_volume(snap.dataset, snap.name)
-            view = View(key, volume, snapdir.export, True, snapshot_qid_base(snap.id), SNAPSHOT, snap.dataset)
+            view = View(key, volume, snapdir.export, True, snapshot_qid_base(snap.id), SNAPSHOT, snap.dataset, outer=snapdir)
             self._views[key] = view
         return view
 
@@ -312,17 +315,18 @@ class Server:
                 log.exception("background gc failed; will retry")
 
     async def _handle(self, stream: trio.abc.Stream, peer: str) -> None:
-        if len(self.sessions) >= self.config.max_connections:
-            log.warning("refusing connection: too many clients", peer=peer, limit=self.config.max_connections)
-            await stream.aclose()
-            return
+        # ``max_connections`` counts sessions past Tversion (Session checks it
+        # there); connections still negotiating have their own, smaller cap,
+        # and the oldest of them makes room for a new one.
         session_id = self._next_session
         self._next_session += 1
         session = Session(self, stream, session_id, peer)
         self.sessions[session_id] = session
+        self.admission.arrive(session)
         try:
             await session.run()
         finally:
+            self.admission.leave(session)
             del self.sessions[session_id]
 
     async def serve(
@@ -477,6 +481,11 @@ async def _serve_until_signalled(server: Server, listen: list[Address]) -> None:
     exports = server.store.datasets() if server.config.export_unlisted else sorted(server.config.exports)
     log.info("serving", listen=server.listening, admin=server.admin_listening, exports=exports, store=str(server.store.path),
              free_space_reserve=server.store.reserve_bytes)
+    # Everything loaded so far (modules, the store) lives as long as the
+    # process: keep it out of the cyclic collector, whose full passes would
+    # otherwise walk it all and stall every client (~100 ms here).
+    gc.collect()
+    gc.freeze()
     _warn_if_exposed(server)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:

@@ -14,11 +14,21 @@ before its own, so a reply queued before an Rflush is never sent after it.
 Tflush cancels the request's task and answers Rflush only after that task
 has finished, so if the original reply was queued first it is also sent
 first, as the protocol requires.
+
+Bounds. Every request that becomes a task (a Tflush too) holds one of
+``max_requests_per_connection`` slots; when none is free the reader stops
+reading until one is (backpressure, so the connection's memory is bounded
+whatever it sends). Tasks finish on their own except Tlocks waiting for a
+lock, which may wait for a later request of this same connection; the lock
+table keeps those below the cap, so the reader always goes on. A connection
+must complete Tversion within ``handshake_timeout`` and, once negotiated,
+is closed after ``idle_timeout`` without any fid or request.
 """
 
 from __future__ import annotations
 
 import errno
+import math
 import time
 from collections import deque
 from contextlib import contextmanager
@@ -39,13 +49,18 @@ log = structlog.get_logger(__name__)
 
 _RECV_SIZE = 1 << 20
 _MIN_MSIZE = 4096
-_IO_TYPES = (p.Tread, p.Twrite, p.Tfsync)
 # The reader sends its replies once they add up to this much, even mid-batch.
 _INLINE_SEND_AT = 4 << 20
+# The reader lets other tasks run after this many frames of one receive.
+_YIELD_EVERY = 64
 
 
 class ProtocolViolation(Exception):
     """The client broke the protocol badly enough that the connection closes."""
+
+
+class _Refused(Exception):
+    """The server has no room for another negotiated session."""
 
 
 @dataclass(slots=True)
@@ -73,7 +88,13 @@ class Session:
         self._inline_bytes = 0
         self._outq_ready = trio.Event()
         self._send_lock = trio.Lock()
-        self._io_slots = trio.Semaphore(server.config.max_requests_per_connection)
+        self._slots = trio.Semaphore(server.config.max_requests_per_connection)
+        # The reader runs in this scope: its deadline is the handshake
+        # deadline, then the idle deadline while no fid is held.
+        self._handshake_deadline = trio.current_time() + server.config.handshake_timeout
+        self._deadline_scope = trio.CancelScope(deadline=self._handshake_deadline)
+        self._close_reason = ""
+        self._fidless_since: float | None = None
         self._stopping = trio.Event()
         # Stopping cancels the reader only while it waits for input: a reply
         # being sent is never cut in half.
@@ -88,11 +109,16 @@ class Session:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer)
                 try:
-                    await self._reader(nursery)
+                    with self._deadline_scope:
+                        await self._reader(nursery)
                 except (p.ProtocolError, ProtocolViolation) as exc:
                     self.log.warning("closing connection: protocol violation", reason=str(exc))
+                except _Refused:
+                    self.log.warning("refusing session: too many clients", limit=self.server.config.max_connections)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
+                if self._deadline_scope.cancelled_caught:
+                    self.log.info("closing connection", reason=self._close_reason or self._timeout_reason())
                 # Let requests already accepted finish (graceful stop), then close.
                 if self._stopping.is_set():
                     with trio.move_on_after(self.server.shutdown_grace):
@@ -103,6 +129,34 @@ class Session:
             with trio.CancelScope(shield=True):
                 await self.stream.aclose()
             self.log.info("client disconnected")
+
+    def evict(self, reason: str) -> None:
+        """Close this connection now (it holds nothing: it has not negotiated)."""
+        self._close_reason = reason
+        self._deadline_scope.cancel()
+
+    def _timeout_reason(self) -> str:
+        if not self.negotiated:
+            return f"no Tversion within {self.server.config.handshake_timeout} s"
+        return f"idle without a fid for {self.server.config.idle_timeout} s"
+
+    def _refresh_deadline(self) -> None:
+        """Arm the idle deadline while the session holds no fid and runs nothing.
+
+        The deadline counts from when the last fid went: requests that
+        create none (errors, Tstatfs on a bad fid...) do not extend it.
+        """
+        if not self.negotiated:
+            deadline = self._handshake_deadline  # a failed renegotiation gets no new window
+        elif self.active or len(self.handlers.fids):
+            self._fidless_since = None
+            deadline = math.inf
+        else:
+            if self._fidless_since is None:
+                self._fidless_since = trio.current_time()
+            deadline = self._fidless_since + self.server.config.idle_timeout
+        if deadline != self._deadline_scope.deadline:
+            self._deadline_scope.deadline = deadline
 
     def describe(self) -> dict:
         """A summary for `ninep status`."""
@@ -138,12 +192,19 @@ class Session:
                 if not data:
                     return
                 frames.feed(data)
+                count = 0
                 while (frame := frames.next_frame()) is not None:
                     await self._dispatch(frame, nursery)
                     frames.max_size = self.msize
                     if self._inline_bytes > _INLINE_SEND_AT:
                         await self._send_inline()  # a burst of reads: don't pile up replies
+                    count += 1
+                    if count % _YIELD_EVERY == 0:
+                        # A megabyte of small requests answered inline takes a
+                        # while: let other connections in between.
+                        await trio.lowlevel.checkpoint()
                 await self._send_inline()
+                self._refresh_deadline()
 
     async def _dispatch(self, frame: bytes, nursery: trio.Nursery) -> None:
         try:
@@ -161,6 +222,7 @@ class Session:
             return
         if cls is p.Tflush:
             if msg.oldtag in self.active:
+                await self._take_slot()
                 nursery.start_soon(self._flush, msg)
             else:  # nothing to cancel; its reply, if any, is already queued
                 self._queue_inline(p.Rflush(tag=msg.tag))
@@ -181,15 +243,18 @@ class Session:
         if task is None:
             self._reply_error(msg.tag, errno.EOPNOTSUPP, inline=True)
             return
+        await self._take_slot()
         active = _Active()
         self.active[msg.tag] = active
-        if cls in _IO_TYPES:
-            try:
-                self._io_slots.acquire_nowait()
-            except trio.WouldBlock:
-                await self._send_inline()  # don't hold answers back while we wait
-                await self._io_slots.acquire()
         nursery.start_soon(self._run_task, task, msg, active)
+
+    async def _take_slot(self) -> None:
+        """A request slot; at the cap, stop reading until a task finishes."""
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            await self._send_inline()  # don't hold answers back while we wait
+            await self._slots.acquire()
 
     def _answer(self, msg: p.Message, method) -> bool:
         """Answer ``msg`` inline; False if ``method`` declined (returned None)."""
@@ -209,10 +274,11 @@ class Session:
             with active.scope, self._errors_as_rlerror(msg):
                 self._reply(msg, await method(msg))
         finally:
-            if isinstance(msg, _IO_TYPES):
-                self._io_slots.release()
+            self._slots.release()
             self.active.pop(msg.tag, None)
             active.done.set()
+            if not self.active:
+                self._refresh_deadline()
             self.server.observe(type(msg).__name__, time.perf_counter() - started)
 
     @contextmanager
@@ -232,11 +298,14 @@ class Session:
         self._queue(reply)
 
     async def _flush(self, msg: p.Tflush) -> None:
-        active = self.active.get(msg.oldtag)
-        if active is not None:
-            active.scope.cancel()
-            await active.done.wait()
-        self._queue(p.Rflush(tag=msg.tag))
+        try:
+            active = self.active.get(msg.oldtag)
+            if active is not None:
+                active.scope.cancel()
+                await active.done.wait()
+            self._queue(p.Rflush(tag=msg.tag))
+        finally:
+            self._slots.release()
 
     async def _version(self, msg: p.Tversion) -> None:
         # A Tversion aborts everything outstanding and starts a new session.
@@ -248,6 +317,8 @@ class Session:
         # Only the exact string: "9P2000.Lx" stripped of its suffix is "9P2000"
         # (version(5)), which this server does not speak.
         if msg.version == p.VERSION_9P2000L and msg.msize >= _MIN_MSIZE:
+            if not self.server.admission.negotiated(self):
+                raise _Refused()
             self.msize = min(msg.msize, p.MAX_MSIZE)
             self.handlers.msize = self.msize
             self.negotiated = True
