@@ -49,6 +49,14 @@ CREATE TABLE xattrs (ino BIGINT, name BLOB, value BLOB, born BIGINT, died BIGINT
 _I64 = pa.int64()
 
 
+def visible(alias: str, gen: int | None) -> str:
+    """SQL predicate: row ``alias`` is in the live tree (``gen`` None) or in snapshot ``gen``."""
+    if gen is None:
+        return f"{alias}.died IS NULL"
+    g = int(gen)
+    return f"({alias}.born <= {g} AND ({alias}.died IS NULL OR {alias}.died > {g}))"
+
+
 @dataclass
 class Batch:
     """Metadata mutations captured from memory for one group commit."""

@@ -28,7 +28,8 @@ import structlog
 
 from . import gc as gcmod
 from . import perms
-from .views import all_views, chunk_users, read_cursor, visible
+from .catalog import visible
+from .views import all_views, chunk_users, read_cursor
 
 log = structlog.get_logger(__name__)
 

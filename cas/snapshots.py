@@ -17,7 +17,6 @@ snapshot's content.
 from __future__ import annotations
 
 import errno
-import re
 import time
 from typing import TYPE_CHECKING
 
@@ -25,6 +24,7 @@ import structlog
 
 from . import snapdiff, snaprows
 from .errors import FsError
+from .names import check_label
 from .records import DiffEntry, SnapshotInfo
 from .snapview import SnapshotVolume
 
@@ -32,17 +32,6 @@ if TYPE_CHECKING:
     from .store import Store
 
 log = structlog.get_logger(__name__)
-
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-
-
-def check_name(name: str, what: str = "snapshot") -> str:
-    """Validate a snapshot or dataset name (EINVAL unless it matches ``NAME_RE``)."""
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise FsError(errno.EINVAL, f"EINVAL: bad {what} name {name!r} "
-                                    f"(must match [A-Za-z0-9][A-Za-z0-9_.-]{{0,63}})")
-    return name
-
 
 class Snapshots:
     """The snapshot operations of one open Store."""
@@ -82,7 +71,7 @@ class Snapshots:
     # ----------------------------------------------------------------- changes
     def create(self, dataset: str, name: str) -> SnapshotInfo:
         """Take snapshot ``dataset@name``: commit what is dirty, record the generation."""
-        check_name(name)
+        check_label(name)
         s = self._s
         with s._commit_lock:
             ds, _, _ = s._dataset(dataset)
@@ -123,7 +112,7 @@ class Snapshots:
 
     def clone(self, dataset: str, name: str, new_dataset: str) -> None:
         """Create dataset ``new_dataset`` whose live tree is ``dataset@name`` (chunks shared)."""
-        check_name(new_dataset, "dataset")
+        check_label(new_dataset, "dataset")
         s = self._s
         with s._commit_lock:
             info, ds, root = self.find(dataset, name)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from .catalog import INODE_COLS, Catalog
 from .errors import FsError
 from .records import Attr, DirEntry, SnapshotInfo, StatFs
-from .snaprows import visible
+from .catalog import visible
 from .volume import Volume
 
 if TYPE_CHECKING:

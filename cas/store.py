@@ -35,12 +35,13 @@ from contextlib import ExitStack, contextmanager
 import structlog
 
 from . import perms
-from .catalog import INODE_COLS, Batch, Catalog
+from .catalog import FORMAT_VERSION, INODE_COLS, Batch, Catalog
 from .chunks import ChunkStore
 from .isolate import Components, bisect_apply, invalid_inodes, is_data_error, only, take
 from .errors import FsError, StoreFormatError, StoreLockedError
 from .records import DiffEntry, SnapshotInfo
-from .snapshots import Snapshots, check_name
+from .names import check_label
+from .snapshots import Snapshots
 from .snapview import SnapshotVolume
 from .properties import Properties
 from .volume import Volume
@@ -102,7 +103,6 @@ class _Priority:
 log = structlog.get_logger(__name__)
 
 FORMAT_NAME = "ninep-store"
-FORMAT_VERSION = 1
 INODE_COST = 2560  # bytes per cached inode: ~1.5 KB RSS growth measured per cached file, plus slack
 
 
@@ -246,7 +246,7 @@ class Store:
 
     def create_dataset(self, name: str) -> None:
         """Create an empty dataset (EEXIST if it exists)."""
-        check_name(name, "dataset")
+        check_label(name, "dataset")
         with self._commit_lock:
             if name in self.datasets():
                 raise FsError(errno.EEXIST, f"dataset {name!r} exists")

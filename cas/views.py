@@ -15,17 +15,9 @@ from typing import Iterator
 
 import pyarrow as pa
 
-from .catalog import Catalog
+from .catalog import Catalog, visible
 
 LIVE = None  # the generation argument that means "the live tree"
-
-
-def visible(alias: str, gen: int | None) -> str:
-    """SQL predicate: row ``alias`` is visible in the live tree (gen None) or snapshot ``gen``."""
-    if gen is None:
-        return f"{alias}.died IS NULL"
-    g = int(gen)
-    return f"({alias}.born <= {g} AND ({alias}.died IS NULL OR {alias}.died > {g}))"
 
 
 @contextmanager

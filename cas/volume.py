@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 from . import filedata
 from .catalog import Batch
 from .errors import FsError
+from .names import (NAME_MAX, SYMLINK_MAX, SYMLOOP_MAX, XATTR_NAME_MAX, XATTR_PREFIXES,
+                    XATTR_SIZE_MAX, check_name)
 from .records import EMPTY, Attr, DirEntry, Inode, StatFs
 
 if TYPE_CHECKING:
@@ -32,12 +34,6 @@ if TYPE_CHECKING:
 XATTR_CREATE = 1
 XATTR_REPLACE = 2
 
-NAME_MAX = 255
-SYMLINK_MAX = 4095
-XATTR_NAME_MAX = 255
-XATTR_SIZE_MAX = 65536
-XATTR_PREFIXES = (b"user.", b"trusted.", b"security.", b"system.")
-SYMLOOP_MAX = 40
 # Chunk files read ahead for a sequential reader (4 MiB at 128 KiB chunks): the
 # chunk store's read-ahead threads open them and ask the kernel for them.
 READAHEAD_CHUNKS = 32
@@ -53,17 +49,6 @@ _MKNOD_TYPES = (stat.S_IFIFO, stat.S_IFSOCK, stat.S_IFCHR, stat.S_IFBLK, stat.S_
 
 def _err(code: int, what: str = "") -> FsError:
     return FsError(code, f"{errno.errorcode.get(code, code)}: {what}" if what else None)
-
-
-def check_name(name: bytes) -> bytes:
-    """Validate a new entry name (bytes): ENAMETOOLONG past 255, EINVAL for '/', NUL, '.', '..'."""
-    if type(name) is not bytes:
-        name = bytes(name)
-    if len(name) > NAME_MAX:
-        raise _err(errno.ENAMETOOLONG, repr(name[:32]))
-    if not name or name == b"." or name == b".." or b"/" in name or b"\0" in name:
-        raise _err(errno.EINVAL, f"invalid name {name!r}")
-    return name
 
 
 _LOST_KEEP = 4096  # set-aside, never-committed inodes remembered for fsync's EIO
