@@ -359,6 +359,17 @@ class Catalog:
             return hashes
 
     @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A private cursor on the catalog (its own transaction per query): long
+        admin reads do not hold the commit's connection lock."""
+        with self._wlock:
+            cur = self.db.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """The writer connection inside BEGIN/COMMIT (ROLLBACK on error), under the write lock."""
         with self._wlock:

@@ -23,12 +23,8 @@ LIVE = None  # the generation argument that means "the live tree"
 @contextmanager
 def read_cursor(catalog: Catalog) -> Iterator:
     """A private DuckDB cursor on the catalog (its own transaction per query)."""
-    with catalog._wlock:
-        cur = catalog.db.cursor()
-    try:
+    with catalog.cursor() as cur:
         yield cur
-    finally:
-        cur.close()
 
 
 @dataclass(frozen=True)
