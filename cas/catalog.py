@@ -49,6 +49,14 @@ CREATE TABLE xattrs (ino BIGINT, name BLOB, value BLOB, born BIGINT, died BIGINT
 _I64 = pa.int64()
 
 
+def visible(alias: str, gen: int | None) -> str:
+    """SQL predicate: row ``alias`` is in the live tree (``gen`` None) or in snapshot ``gen``."""
+    if gen is None:
+        return f"{alias}.died IS NULL"
+    g = int(gen)
+    return f"({alias}.born <= {g} AND ({alias}.died IS NULL OR {alias}.died > {g}))"
+
+
 @dataclass
 class Batch:
     """Metadata mutations captured from memory for one group commit."""
@@ -349,6 +357,17 @@ class Catalog:
                 db.execute("ROLLBACK")
                 raise
             return hashes
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A private cursor on the catalog (its own transaction per query): long
+        admin reads do not hold the commit's connection lock."""
+        with self._wlock:
+            cur = self.db.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:

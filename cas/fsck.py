@@ -28,7 +28,8 @@ import structlog
 
 from . import gc as gcmod
 from . import perms
-from .views import all_views, chunk_users, read_cursor, visible
+from .catalog import visible
+from .views import all_views, chunk_users, read_cursor
 
 log = structlog.get_logger(__name__)
 
@@ -80,15 +81,16 @@ class FsckReport:
 def fsck(store, *, repair: bool = False) -> FsckReport:
     """Check ``store`` (committing first); with ``repair`` fix nlink counts and orphans."""
     report = FsckReport(repaired=repair)
-    with store._commit_lock:
-        store._commit_locked()
+    commits = store.commits
+    with commits.commit_lock:
+        commits.commit_locked()
         nlink_fixes = _check_catalog(store, report)
         _check_snapshots(store, report)
         listed = gcmod.list_chunks(store.chunks)
         _check_chunks(store, report, listed)
         if repair and nlink_fixes:
             _fix_nlinks(store, nlink_fixes)
-            store._commit_locked()
+            commits.commit_locked()
             for f in report.findings:
                 if f.kind == "nlink":
                     f.fixed = True
@@ -326,15 +328,6 @@ def _fix_nlinks(store, fixes: list[tuple[int, int, int]]) -> None:
     """Set nlink through the Volume so the change is versioned like any other."""
     names = {ds: name for ds, name, _ in store.catalog.datasets()}
     for ino, ds, want in fixes:
-        vol = store.volume(names[ds])
-        with store._lock:
-            node = vol._inodes.get(ino)
-            if node is None:
-                row = store.catalog.load_inode(ino)
-                if row is None:
-                    continue
-                node = vol._node_from_row(row)
-                vol._add(node)
-            node.nlink = want
-            vol._dirty(node)
+        if not store.volume(names[ds]).repair_nlink(ino, want):
+            continue
         log.warning("fsck repaired nlink", ino=ino, dataset=names[ds], nlink=want)

@@ -102,7 +102,7 @@ def collect(store, *, dry_run: bool = False, commit: bool = True, batch: int = 2
     total = len(candidates)
     for start in range(0, total, batch):
         part = candidates[start:start + batch]
-        with store._commit_lock:
+        with store.commits.commit_lock:
             still = set(catalog.unreferenced(part))
             for h in part:
                 if h not in still:

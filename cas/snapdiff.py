@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from .catalog import Catalog
 from .records import DiffEntry
-from .snaprows import visible
+from .catalog import visible
 from .views import read_cursor
 
 _COMPARED = ("mode", "uid", "gid", "nlink", "rdev", "size", "mtime", "dver", "target")

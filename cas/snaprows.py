@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import duckdb
 
-from .catalog import INODE_COLS, Catalog
+from .catalog import INODE_COLS, Catalog, visible
 
 #: versioned table -> (its columns without born/died, the column naming the owning inode)
 TABLES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -25,14 +25,6 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
     "extents": (("ino", "idx", "hash", "length"), "ino"),
     "xattrs": (("ino", "name", "value"), "ino"),
 }
-
-
-def visible(alias: str, gen: int | None) -> str:
-    """SQL predicate: row ``alias`` is in the live tree (``gen`` None) or in snapshot ``gen``."""
-    if gen is None:
-        return f"{alias}.died IS NULL"
-    g = int(gen)
-    return f"({alias}.born <= {g} AND ({alias}.died IS NULL OR {alias}.died > {g}))"
 
 
 def add_snapshot(cat: Catalog, ds: int, name: str, now: int) -> tuple[int, int]:

@@ -17,39 +17,40 @@ snapshot's content.
 from __future__ import annotations
 
 import errno
-import re
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import structlog
 
 from . import snapdiff, snaprows
 from .errors import FsError
+from .names import check_label
+from .catalog import Catalog
+from .commit import GroupCommit
 from .records import DiffEntry, SnapshotInfo
 from .snapview import SnapshotVolume
+from .volume import Volume
 
-if TYPE_CHECKING:
-    from .store import Store
+
+class Host(Protocol):
+    """What the snapshot operations need of the open Store."""
+
+    catalog: Catalog
+    commits: GroupCommit
+
+    def dataset_row(self, name: str) -> tuple[int, str, int]: ...
+    def datasets(self) -> list[str]: ...
+    def commit(self) -> None: ...
+    def live_volume(self, name: str) -> Volume | None: ...
 
 log = structlog.get_logger(__name__)
-
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-
-
-def check_name(name: str, what: str = "snapshot") -> str:
-    """Validate a snapshot or dataset name (EINVAL unless it matches ``NAME_RE``)."""
-    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise FsError(errno.EINVAL, f"EINVAL: bad {what} name {name!r} "
-                                    f"(must match [A-Za-z0-9][A-Za-z0-9_.-]{{0,63}})")
-    return name
-
 
 class Snapshots:
     """The snapshot operations of one open Store."""
 
-    def __init__(self, store: "Store"):
+    def __init__(self, store: Host):
         self._s = store
-        self._cat = store._catalog
+        self._cat = store.catalog
         #: ids of existing snapshots; SnapshotVolumes go stale when theirs leaves
         self.alive: set[int] = {r[0] for r in self._cat.query("SELECT id FROM snapshots")}
 
@@ -57,7 +58,7 @@ class Snapshots:
     def list(self, dataset: str | None = None) -> list[SnapshotInfo]:
         """Snapshots (of ``dataset``, or all), in creation order."""
         if dataset is not None:
-            self._s._dataset(dataset)  # ENOENT for an unknown dataset
+            self._s.dataset_row(dataset)  # ENOENT for an unknown dataset
         rows = self._cat.query(
             "SELECT s.id, d.name, s.name, s.gen, s.created_ns FROM snapshots s "
             "JOIN datasets d ON d.id = s.dataset "
@@ -66,7 +67,7 @@ class Snapshots:
 
     def find(self, dataset: str, name: str) -> tuple[SnapshotInfo, int, int]:
         """(info, dataset id, root inode) of ``dataset@name``; ENOENT if either is missing."""
-        ds, _, root = self._s._dataset(dataset)
+        ds, _, root = self._s.dataset_row(dataset)
         rows = self._cat.query(
             "SELECT id, ?, name, gen, created_ns FROM snapshots WHERE dataset = ? AND name = ?",
             [dataset, ds, name])
@@ -77,19 +78,20 @@ class Snapshots:
     def volume(self, dataset: str, name: str) -> SnapshotVolume:
         """A read-only Volume of ``dataset@name`` (cheap: loads nothing up front)."""
         info, ds, root = self.find(dataset, name)
-        return SnapshotVolume(self._s, ds, root, info, self.alive)
+        return SnapshotVolume(self._s.commits, ds, root, info, self.alive)
 
     # ----------------------------------------------------------------- changes
     def create(self, dataset: str, name: str) -> SnapshotInfo:
         """Take snapshot ``dataset@name``: commit what is dirty, record the generation."""
-        check_name(name)
+        check_label(name)
         s = self._s
-        with s._commit_lock:
-            ds, _, _ = s._dataset(dataset)
+        c = s.commits
+        with c.commit_lock:
+            ds, _, _ = s.dataset_row(dataset)
             if self._cat.query("SELECT 1 FROM snapshots WHERE dataset = ? AND name = ?",
                                [ds, name]):
                 raise FsError(errno.EEXIST, f"EEXIST: snapshot {dataset}@{name} exists")
-            s._commit_locked()
+            c.commit_locked()
             now = time.time_ns()
             sid, gen = snaprows.add_snapshot(self._cat, ds, name, now)
             self.alive.add(sid)
@@ -98,41 +100,42 @@ class Snapshots:
 
     def delete(self, dataset: str, name: str) -> None:
         """Delete ``dataset@name``, the rows only it saw, and chunks nothing else uses."""
-        s = self._s
-        with s._commit_lock:
+        c = self._s.commits
+        with c.commit_lock:
             info, _, _ = self.find(dataset, name)
-            s._commit_locked()
+            c.commit_locked()
             hashes = snaprows.delete_snapshot(self._cat, info.id)
             self.alive.discard(info.id)
-            freed = s._gc_hashes(hashes)
+            freed = c.gc_hashes(hashes)
         log.info("snapshot deleted", dataset=dataset, snapshot=name, chunks_freed=freed)
 
     def rollback(self, dataset: str, name: str) -> None:
         """Make ``dataset``'s live tree equal to ``dataset@name``; later snapshots stay."""
         s = self._s
-        with s._commit_lock:
+        c = s.commits
+        with c.commit_lock:
             info, ds, _ = self.find(dataset, name)
-            with s._lock.priority():  # no operation may slip in between commit and reset
-                s._commit_locked()
+            with c.lock.priority():  # no operation may slip in between commit and reset
+                c.commit_locked()
                 hashes = snaprows.rollback(self._cat, ds, info.gen)
-                vol = s._volumes.get(dataset)
+                vol = s.live_volume(dataset)
                 if vol is not None:
-                    vol._invalidate()
-            s._gc_hashes(hashes)
+                    vol.invalidate()
+            c.gc_hashes(hashes)
         log.info("rolled back", dataset=dataset, snapshot=name)
 
     def clone(self, dataset: str, name: str, new_dataset: str) -> None:
         """Create dataset ``new_dataset`` whose live tree is ``dataset@name`` (chunks shared)."""
-        check_name(new_dataset, "dataset")
+        check_label(new_dataset, "dataset")
         s = self._s
-        with s._commit_lock:
+        c = s.commits
+        with c.commit_lock:
             info, ds, root = self.find(dataset, name)
             if new_dataset in s.datasets():
                 raise FsError(errno.EEXIST, f"EEXIST: dataset {new_dataset!r} exists")
             n = snaprows.count_inodes(self._cat, ds, info.gen)
-            with s._lock:
-                base = s._next_ino
-                s._next_ino += n
+            with c.lock:
+                base = c.alloc_inos(n)
             snaprows.clone(self._cat, ds, root, info.gen, new_dataset, base, time.time_ns())
         log.info("cloned", dataset=dataset, snapshot=name, new_dataset=new_dataset, inodes=n)
 

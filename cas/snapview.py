@@ -14,16 +14,12 @@ from __future__ import annotations
 import errno
 import threading
 from collections.abc import Set
-from typing import TYPE_CHECKING
 
-from .catalog import INODE_COLS, Catalog
+from .catalog import INODE_COLS, Catalog, visible
+from .commit import GroupCommit
 from .errors import FsError
 from .records import Attr, DirEntry, SnapshotInfo, StatFs
-from .snaprows import visible
 from .volume import Volume
-
-if TYPE_CHECKING:
-    from .store import Store
 
 _ICOLS = ",".join(INODE_COLS)
 _ICOLS_I = ",".join("i." + c for c in INODE_COLS)
@@ -68,12 +64,13 @@ class SnapshotVolume(Volume):
     id leaves it, every call raises ESTALE (``release`` quietly does nothing).
     """
 
-    def __init__(self, store: "Store", ds: int, root: int, info: SnapshotInfo, alive: Set[int]):
-        super().__init__(store, ds, info.dataset, root, read_only=True)
+    def __init__(self, commits: GroupCommit, ds: int, root: int, info: SnapshotInfo,
+                 alive: Set[int]):
+        # snapshot reads never wait for the live tree's lock
+        super().__init__(commits, ds, info.dataset, root, read_only=True,
+                         lock=threading.RLock(), loads=SnapshotLoads(commits.catalog, info.gen))
         self.snapshot = info
         self._alive = alive
-        self._lock = threading.RLock()  # snapshot reads never wait for the live tree's lock
-        self._cat = SnapshotLoads(store._catalog, info.gen)
 
     def _check(self) -> None:
         if self.snapshot.id not in self._alive:

@@ -12,14 +12,9 @@ file's contents whatever its 9P mode.
 
 The store runs no threads of its own. The server calls :meth:`Store.commit`
 every ``commit_interval`` seconds; ``Volume.fsync`` runs or joins a commit.
-
-A group commit (1) stores every dirty chunk buffer as a chunk file,
-(2) makes the new chunks durable in one batch, (3) applies all metadata
-mutations in one DuckDB transaction, then (4) deletes chunks that the commit
-left unreferenced. The store lock is held only to copy buffers and to capture
-the dirty set, so requests keep flowing while a commit runs. Commits are
-serialized by a second lock: concurrent fsync callers wait for one commit that
-started after their change instead of running one each.
+The group commit itself lives in cas/commit.py; the Store opens and closes
+the catalog and the chunk store, and hands out volumes. The format is
+described in docs/format.md.
 """
 
 from __future__ import annotations
@@ -27,82 +22,26 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import threading
 import time
 import zlib
-from contextlib import ExitStack, contextmanager
 
 import structlog
 
 from . import perms
-from .catalog import INODE_COLS, Batch, Catalog
+from .catalog import FORMAT_VERSION, INODE_COLS, Catalog
 from .chunks import ChunkStore
-from .isolate import Components, bisect_apply, invalid_inodes, is_data_error, only, take
+from .commit import GroupCommit
 from .errors import FsError, StoreFormatError, StoreLockedError
 from .records import DiffEntry, SnapshotInfo
-from .snapshots import Snapshots, check_name
+from .names import check_label
+from .snapshots import Snapshots
 from .snapview import SnapshotVolume
 from .properties import Properties
 from .volume import Volume
 
-class GateLock:
-    """A re-entrant lock whose :meth:`priority` holder cannot be starved.
-
-    Python locks are not fair: a thread doing back-to-back operations can
-    re-acquire the store lock forever while the commit thread waits. While a
-    priority acquisition is pending, new acquisitions by other threads wait
-    at the gate until it is done.
-    """
-
-    __slots__ = ("_lock", "_closed", "_open")
-
-    def __init__(self):
-        self._lock = threading.RLock()
-        self._closed = False
-        self._open = threading.Event()
-        self._open.set()
-
-    def __enter__(self):
-        if self._closed and not self._lock._is_owned():
-            self._open.wait()
-        self._lock.acquire()
-        return self
-
-    def __exit__(self, *exc):
-        self._lock.release()
-
-    def owned(self) -> bool:
-        """True if the calling thread holds the lock."""
-        return self._lock._is_owned()
-
-    def priority(self) -> "_Priority":
-        return _Priority(self)
-
-
-class _Priority:
-    __slots__ = ("gate",)
-
-    def __init__(self, gate: GateLock):
-        self.gate = gate
-
-    def __enter__(self):
-        g = self.gate
-        g._open.clear()
-        g._closed = True
-        g._lock.acquire()
-        return g
-
-    def __exit__(self, *exc):
-        g = self.gate
-        g._closed = False
-        g._open.set()
-        g._lock.release()
-
-
 log = structlog.get_logger(__name__)
 
 FORMAT_NAME = "ninep-store"
-FORMAT_VERSION = 1
 INODE_COST = 2560  # bytes per cached inode: ~1.5 KB RSS growth measured per cached file, plus slack
 
 
@@ -116,30 +55,33 @@ class Store:
         self._catalog = catalog
         self._chunks = chunks
         self._lockfd = lockfd
-        self._lock = GateLock()
-        self._commit_lock = threading.Lock()
         self.chunk_size = catalog.chunk_size
         self.cache_bytes = cache_bytes
         self.reserve_bytes = reserve_bytes
         self.commit_interval = commit_interval
-        self.max_file_size = 1 << 62
-        self._max_inodes = max(64, cache_bytes // INODE_COST)
-        self._dirty_limit = dirty_bytes if dirty_bytes is not None else max(
-            4 * self.chunk_size, min(cache_bytes // 4, 64 << 20))
-        # beyond this many dirty inodes, mutating callers wait for a commit
-        self._dirty_inodes_max = max(1000, self._max_inodes // 4)
-        self._epoch = 1      # changes made now belong to this commit epoch
-        self._durable = 0    # every change of epochs <= this is committed
-        self._next_ino = catalog.next_ino
+        max_inodes = max(64, cache_bytes // INODE_COST)
+        #: the group commit (cas/commit.py): store lock, commit lock, epochs, limits
+        self.commits = GroupCommit(
+            path, catalog, chunks, reserve_bytes=reserve_bytes, max_inodes=max_inodes,
+            dirty_limit=dirty_bytes if dirty_bytes is not None else max(
+                4 * self.chunk_size, min(cache_bytes // 4, 64 << 20)),
+            # beyond this many dirty inodes, mutating callers wait for a commit
+            dirty_inodes_max=max(1000, max_inodes // 4),
+            fsid=zlib.crc32(os.path.realpath(path).encode()))
         self._volumes: dict[str, Volume] = {}
         self._snapshots = Snapshots(self)
-        self._fsid = zlib.crc32(os.path.realpath(path).encode())
-        self._space_checked = 0.0
-        self._space_free = 0
-        self._space_since = 0
         self._closed = False
-        self.last_commit_error: BaseException | None = None
         self._properties: Properties | None = None
+
+    @property
+    def max_file_size(self) -> int:
+        """The largest file size a volume accepts (EFBIG beyond)."""
+        return self.commits.max_file_size
+
+    @property
+    def last_commit_error(self) -> BaseException | None:
+        """The error of the last commit if it failed, else None."""
+        return self.commits.last_commit_error
 
     # ------------------------------------------------------------ lifecycle
     @classmethod
@@ -207,7 +149,7 @@ class Store:
         store = cls(path, catalog, chunks, lockfd, cache_bytes=cache_bytes,
                     reserve_bytes=reserve_bytes, commit_interval=commit_interval,
                     dirty_bytes=dirty_bytes)
-        store._gc_hashes(catalog.remove_orphans())
+        store.commits.gc_hashes(catalog.remove_orphans())
         catalog.own_files()
         loose = perms.audit(str(path))
         if loose:
@@ -232,12 +174,14 @@ class Store:
             self.commit()
         finally:
             self._closed = True
+            self.commits.closed = True
             try:
                 self._chunks.close()
                 self._catalog.close()
             finally:
                 os.close(self._lockfd)
                 self._volumes.clear()
+                self.commits.volumes.clear()
 
     # ------------------------------------------------------------- datasets
     def datasets(self) -> list[str]:
@@ -246,14 +190,14 @@ class Store:
 
     def create_dataset(self, name: str) -> None:
         """Create an empty dataset (EEXIST if it exists)."""
-        check_name(name, "dataset")
-        with self._commit_lock:
+        check_label(name, "dataset")
+        c = self.commits
+        with c.commit_lock:
             if name in self.datasets():
                 raise FsError(errno.EEXIST, f"dataset {name!r} exists")
-            with self._lock:
-                ino = self._next_ino
-                self._next_ino += 1
-                nxt = self._next_ino
+            with c.lock:
+                ino = c.alloc_inos()
+                nxt = c.next_ino
             now = time.time_ns()
             row = (ino, 0, 0o40755, 0, 0, 2, 0, 0, now, now, now, now, 1, ino, 1, None)
             assert len(row) == len(INODE_COLS)
@@ -261,17 +205,20 @@ class Store:
 
     def delete_dataset(self, name: str) -> None:
         """Delete a dataset and everything in it (ENOENT if absent)."""
-        with self._commit_lock:
-            ds = self._dataset(name)
-            self._commit_locked()
-            with self._lock:
+        c = self.commits
+        with c.commit_lock:
+            ds = self.dataset_row(name)
+            c.commit_locked()
+            with c.lock:
                 self._volumes.pop(name, None)
+                c.volumes.pop(name, None)
             gone = [s.id for s in self._snapshots.list(name)]
-            self._gc_hashes(self._catalog.drop_dataset(ds[0]))
+            c.gc_hashes(self._catalog.drop_dataset(ds[0]))
             self._snapshots.forget_dataset(gone)
             self.properties.drop(ds[0])  # ids can be reused: leave nothing behind
 
-    def _dataset(self, name: str) -> tuple[int, str, int]:
+    def dataset_row(self, name: str) -> tuple[int, str, int]:
+        """(id, name, root inode) of dataset ``name`` (ENOENT if absent)."""
         for row in self._catalog.datasets():
             if row[1] == name:
                 return row
@@ -279,13 +226,18 @@ class Store:
 
     def volume(self, name: str) -> Volume:
         """The Volume of dataset ``name`` (the same object on every call)."""
-        with self._lock:
+        with self.commits.lock:
             vol = self._volumes.get(name)
             if vol is None:
-                ds, _, root = self._dataset(name)
-                vol = self._volumes[name] = Volume(self, ds, name, root)
+                ds, _, root = self.dataset_row(name)
+                vol = self._volumes[name] = Volume(self.commits, ds, name, root)
                 vol.quota = self.properties.get(ds)["quota"]
+                self.commits.volumes[name] = vol
             return vol
+
+    def live_volume(self, name: str) -> Volume | None:
+        """The Volume of dataset ``name`` if one was handed out, else None (store lock held)."""
+        return self._volumes.get(name)
 
     @property
     def properties(self) -> Properties:
@@ -295,13 +247,13 @@ class Store:
         return self._properties
 
     def dataset_properties(self, name: str) -> dict:
-        return self.properties.get(self._dataset(name)[0])
+        return self.properties.get(self.dataset_row(name)[0])
 
     def set_dataset_properties(self, name: str, values: dict) -> dict:
         """Store properties and apply the quota to the live volume at once."""
-        ds = self._dataset(name)[0]
+        ds = self.dataset_row(name)[0]
         props = self.properties.set(ds, values)
-        with self._lock:
+        with self.commits.lock:
             vol = self._volumes.get(name)
             if vol is not None:
                 vol.quota = props["quota"]
@@ -344,213 +296,7 @@ class Store:
 
         Raises FsError on failure (the changes stay queued and are retried).
         """
-        with self._commit_lock:
-            self._commit_locked()
-
-    def _throttle(self, vol: Volume) -> None:
-        """Write throttling: block a mutating caller while too much is uncommitted.
-
-        Only reached when changes arrive faster than commits drain them (or no
-        commit loop runs); it keeps the pinned part of the cache bounded.
-        """
-        with self._commit_lock:
-            if len(vol._d_inodes) > self._dirty_inodes_max:
-                self._commit_locked()
-
-    def _commit_until(self, epoch: int) -> None:
-        """Return once changes of ``epoch`` are durable, joining or running a commit."""
-        if self._durable >= epoch:
-            return
-        with self._commit_lock:
-            if self._durable >= epoch:
-                return
-            self._commit_locked()
-
-    def _commit_locked(self) -> None:
-        if self._closed:
-            raise FsError(errno.EBADF, "store is closed")
-        with self._lock.priority():
-            epoch = self._epoch
-            self._epoch += 1
-            vols = list(self._volumes.values())
-            jobs = [vol._snapshot_buffers() for vol in vols]
-        stored = self._store_buffers(vols, jobs)
-        batch = Batch()
-        caps: list = []
-        # Writes went on while the chunks were stored: a buffer may now hold bytes
-        # newer than what was stored, and a whole-chunk write may have grown the
-        # size before installing its chunks. Capturing now would record a size
-        # with older (shorter) extents: a torn file in the catalog and in any
-        # snapshot taken after this commit. So hold every data lock (no write or
-        # truncate in flight or starting), store what was dirtied meanwhile
-        # (O(bytes written during the store phase)), then capture.
-        with self._quiesce(vols):
-            with self._lock.priority():
-                self._install_stored(vols, stored)
-                jobs = [vol._snapshot_buffers() for vol in vols]
-                late = any(jobs)
-                if not late:
-                    self._capture(vols, batch, caps)
-            if late:
-                stored = self._store_buffers(vols, jobs)
-                with self._lock.priority():
-                    self._install_stored(vols, stored)
-                    self._capture(vols, batch, caps)
-        # Checked outside the store lock; if a value cannot be stored, commit again
-        # with everything held, so that the inodes set aside revert exactly.
-        bad = invalid_inodes(batch)
-        try:
-            if bad:
-                raise OverflowError(f"values the catalog cannot hold: {bad}")
-            self._chunks.make_durable()
-            dropped = self._catalog.apply(batch) if not batch.empty() else []
-        except Exception as exc:
-            with self._lock.priority():
-                for vol, cap in zip(vols, caps):
-                    vol._restore(cap)
-            if not is_data_error(exc):
-                self._commit_failed(exc, epoch)
-            if not bad:  # some row slipped past the checks: found by committing in parts
-                log.error("commit failed on its rows; committing again group by group",
-                          error=repr(exc), epoch=epoch)
-            self._commit_isolated()
-            return
-        self._finish(epoch, vols, caps, dropped)
-
-    def _commit_isolated(self) -> None:
-        """A commit that applies its batch in parts, isolating the groups whose rows fail.
-
-        Runs only after a commit failed on its data. Everything is held
-        (data locks and store lock) from capture to the in-memory revert,
-        so the groups set aside are reverted exactly as they were captured.
-        """
-        with self._lock.priority():
-            epoch = self._epoch
-            self._epoch += 1
-            vols = list(self._volumes.values())
-        batch = Batch()
-        caps: list = []
-        aside: list[str] = []
-        with self._quiesce(vols), self._lock.priority():
-            jobs = [vol._snapshot_buffers() for vol in vols]
-            self._install_stored(vols, self._store_buffers(vols, jobs))
-            self._capture(vols, batch, caps)
-            try:
-                self._set_aside_invalid(vols, batch, caps, epoch, aside)
-                self._chunks.make_durable()
-                groups = Components(batch, self._catalog.live_children(batch.entry_retire)).groups()
-                dropped, bad = bisect_apply(batch, groups, self._catalog.apply)
-            except Exception as exc:
-                for vol, cap in zip(vols, caps):
-                    vol._restore(cap)
-                self._commit_failed(exc, epoch)
-            for inos, exc in bad:
-                aside += [row[2] for row in only(batch, inos).extent_rows if row[2]]
-                for vol, cap in zip(vols, caps):
-                    vol._revert(inos, cap, epoch)
-                log.error("commit set aside inodes whose rows failed; they are back to their "
-                          "last committed state", inodes=sorted(inos), error=repr(exc), epoch=epoch)
-        self._finish(epoch, vols, caps, dropped + aside)
-
-    def _commit_failed(self, exc: Exception, epoch: int):
-        """Record and raise a commit failure (the changes stay queued and are retried)."""
-        self.last_commit_error = exc
-        log.error("commit failed", error=str(exc), epoch=epoch)
-        code = getattr(exc, "errno", None) or (
-            errno.ENOSPC if "space" in str(exc).lower() else errno.EIO)
-        raise FsError(code, f"commit failed: {exc}") from exc
-
-    def _finish(self, epoch: int, vols: list, caps: list, candidates: list[str]) -> None:
-        """A commit is durable: wake its waiters, release its pins, collect dropped chunks."""
-        self.last_commit_error = None
-        with self._lock.priority():
-            self._durable = epoch
-            for vol, cap in zip(vols, caps):
-                vol._committed(cap)
-                candidates.extend(cap.dropped)
-        for cap in caps:
-            for h in cap.pins:
-                self._chunks.unpin(h)
-        self._gc_hashes(candidates)
-
-    def _store_buffers(self, vols: list, jobs: list) -> list:
-        """Store the sealed buffers of each volume's job as chunks (outside the store lock)."""
-        try:
-            return [vol._store_jobs(job) for vol, job in zip(vols, jobs)]
-        except OSError as exc:
-            self.last_commit_error = exc
-            log.error("commit failed storing chunks", error=str(exc))
-            raise FsError(exc.errno or errno.EIO, f"commit failed: {exc}") from exc
-
-    @staticmethod
-    def _install_stored(vols: list, stored: list) -> None:
-        """Record stored chunks in their inodes (store lock held)."""
-        for vol, done in zip(vols, stored):
-            for node, items in done:
-                vol._install(node, items)
-
-    def _capture(self, vols: list, batch: Batch, caps: list) -> None:
-        """Capture every volume's dirty state into ``batch`` (store lock held)."""
-        for vol in vols:
-            caps.append(vol._capture(batch))
-        batch.next_ino = self._next_ino
-
-    def _set_aside_invalid(self, vols: list, batch: Batch, caps: list, epoch: int,
-                           aside: list[str]) -> None:
-        """Take out of ``batch`` the rows the catalog cannot hold (store lock held).
-
-        Each is set aside with every row joined to it (see cas/isolate.py),
-        its inodes reverted in memory; the chunk hashes of their extent rows
-        are added to ``aside``.
-        """
-        bad = invalid_inodes(batch)
-        if not bad:
-            return
-        comps = Components(batch, self._catalog.live_children(batch.entry_retire))
-        done: set[int] = set()
-        for ino, value in bad.items():
-            if ino in done:
-                continue
-            inos = comps.closure([ino])
-            done |= inos
-            removed = take(batch, inos)
-            aside += [row[2] for row in removed.extent_rows if row[2]]
-            for vol, cap in zip(vols, caps):
-                vol._revert(inos, cap, epoch)
-            log.error("commit set aside an inode with a value the catalog cannot hold; it is "
-                      "back to its last committed state", ino=ino, value=value,
-                      with_inodes=sorted(inos - {ino}), epoch=epoch)
-
-    @contextmanager
-    def _quiesce(self, vols: list):
-        """Hold the data locks of ``vols``: no write or truncate is half done meanwhile.
-
-        Lock order is commit lock, data locks, store lock. New data operations
-        wait at each volume's gate meanwhile, so a writer re-taking its data lock
-        in a loop cannot starve the commit. A caller that already holds the store
-        lock (rollback) keeps every mutation out and takes nothing.
-        """
-        if self._lock.owned():
-            yield
-            return
-        with ExitStack() as stack:
-            for vol in vols:
-                vol._dgate.clear()
-                stack.callback(vol._dgate.set)
-            for vol in vols:
-                for dlock in vol._dlocks:
-                    stack.enter_context(dlock)
-            yield
-
-    def _gc_hashes(self, candidates: list[str]) -> int:
-        """Delete candidate chunks that no catalog row and no pending write uses."""
-        if not candidates:
-            return 0
-        n = 0
-        for h in self._catalog.unreferenced(candidates):
-            if self._chunks.delete_if_unpinned(h):
-                n += 1
-        return n
+        self.commits.commit()
 
     def gc(self) -> int:
         """Mark and sweep: delete every chunk file no catalog row references.
@@ -559,24 +305,6 @@ class Store:
         """
         from .gc import collect
         return collect(self).chunks_freed
-
-    # ----------------------------------------------------------- space
-    def _statvfs(self):
-        return os.statvfs(self.path)
-
-    def _check_space(self, n: int) -> None:
-        """Raise ENOSPC if writing ``n`` more bytes would eat into the reserve."""
-        now = time.monotonic()
-        self._space_since += n
-        if (now - self._space_checked > 0.05 or self._space_since > (1 << 20)
-                or self._space_free - self._space_since < self.reserve_bytes):
-            st = os.statvfs(self.path)
-            buffered = sum(v._bufbytes for v in list(self._volumes.values()))
-            self._space_free = st.f_bavail * st.f_frsize - buffered
-            self._space_checked = now
-            self._space_since = n
-        if self._space_free - self._space_since < self.reserve_bytes:
-            raise FsError(errno.ENOSPC, "store is full (free space below the reserve)")
 
     # ------------------------------------------------------------ checking
     def check(self) -> list[str]:

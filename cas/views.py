@@ -15,28 +15,16 @@ from typing import Iterator
 
 import pyarrow as pa
 
-from .catalog import Catalog
+from .catalog import Catalog, visible
 
 LIVE = None  # the generation argument that means "the live tree"
-
-
-def visible(alias: str, gen: int | None) -> str:
-    """SQL predicate: row ``alias`` is visible in the live tree (gen None) or snapshot ``gen``."""
-    if gen is None:
-        return f"{alias}.died IS NULL"
-    g = int(gen)
-    return f"({alias}.born <= {g} AND ({alias}.died IS NULL OR {alias}.died > {g}))"
 
 
 @contextmanager
 def read_cursor(catalog: Catalog) -> Iterator:
     """A private DuckDB cursor on the catalog (its own transaction per query)."""
-    with catalog._wlock:
-        cur = catalog.db.cursor()
-    try:
+    with catalog.cursor() as cur:
         yield cur
-    finally:
-        cur.close()
 
 
 @dataclass(frozen=True)

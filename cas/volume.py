@@ -4,7 +4,7 @@ All metadata lives in an in-memory cache of Inode records (a bounded LRU;
 dirty inodes are pinned until committed). Cache misses load one inode, or a
 whole directory, from the catalog in one query. Mutations only touch memory
 and mark keys dirty; the store's group commit writes them to chunk files and
-to DuckDB in one transaction (see Store.commit).
+to DuckDB in one transaction (see cas/commit.py).
 
 Permissions are not checked here: the caller (the 9P server) enforces them.
 cas stores mode, uid and gid as given and does no setuid/setgid clearing.
@@ -19,25 +19,18 @@ from bisect import bisect_left
 from itertools import islice
 import threading
 import time
-from typing import TYPE_CHECKING
 
 from . import filedata
 from .catalog import Batch
+from .commit import DirtySet, GroupCommit
 from .errors import FsError
+from .names import (NAME_MAX, SYMLINK_MAX, SYMLOOP_MAX, XATTR_NAME_MAX, XATTR_PREFIXES,
+                    XATTR_SIZE_MAX, check_name)
 from .records import EMPTY, Attr, DirEntry, Inode, StatFs
-
-if TYPE_CHECKING:
-    from .store import Store
 
 XATTR_CREATE = 1
 XATTR_REPLACE = 2
 
-NAME_MAX = 255
-SYMLINK_MAX = 4095
-XATTR_NAME_MAX = 255
-XATTR_SIZE_MAX = 65536
-XATTR_PREFIXES = (b"user.", b"trusted.", b"security.", b"system.")
-SYMLOOP_MAX = 40
 # Chunk files read ahead for a sequential reader (4 MiB at 128 KiB chunks): the
 # chunk store's read-ahead threads open them and ask the kernel for them.
 READAHEAD_CHUNKS = 32
@@ -55,56 +48,33 @@ def _err(code: int, what: str = "") -> FsError:
     return FsError(code, f"{errno.errorcode.get(code, code)}: {what}" if what else None)
 
 
-def check_name(name: bytes) -> bytes:
-    """Validate a new entry name (bytes): ENAMETOOLONG past 255, EINVAL for '/', NUL, '.', '..'."""
-    if type(name) is not bytes:
-        name = bytes(name)
-    if len(name) > NAME_MAX:
-        raise _err(errno.ENAMETOOLONG, repr(name[:32]))
-    if not name or name == b"." or name == b".." or b"/" in name or b"\0" in name:
-        raise _err(errno.EINVAL, f"invalid name {name!r}")
-    return name
-
-
 _LOST_KEEP = 4096  # set-aside, never-committed inodes remembered for fsync's EIO
-
-
-class _Captured:
-    """What one volume handed to a commit; restored into the dirty set on failure."""
-
-    __slots__ = ("d_inodes", "d_entries", "d_extents", "d_xattrs", "freed", "pins", "dropped")
-
-    def __init__(self, vol: "Volume"):
-        self.d_inodes = vol._d_inodes
-        self.d_entries = vol._d_entries
-        self.d_extents = vol._d_extents
-        self.d_xattrs = vol._d_xattrs
-        self.freed = vol._freed
-        self.pins = vol._pins
-        self.dropped = vol._dropped
 
 
 class Volume:
     """A view of one dataset with POSIX semantics. Thread-safe; see docs/volume-api.md."""
 
-    def __init__(self, store: "Store", ds: int, name: str, root: int, read_only: bool = False):
-        self._s = store
-        self._lock = store._lock
-        self._cat = store._catalog
-        self._chunks = store._chunks
-        self._cs = store.chunk_size
+    def __init__(self, commits: GroupCommit, ds: int, name: str, root: int,
+                 read_only: bool = False, *, lock=None, loads=None):
+        """A volume of dataset ``ds`` taking part in ``commits``; ``lock`` and ``loads``
+        (the cache-miss queries, default the live catalog) serve snapshot views."""
+        self._c = commits
+        self._lock = lock if lock is not None else commits.lock
+        self._cat = loads if loads is not None else commits.catalog
+        self._chunks = commits.chunks
+        self._cs = commits.chunk_size
         self.ds = ds
         self.name = name
         self.root = root
         self.read_only = read_only
         self._inodes: dict[int, Inode] = {}
-        self._reset_dirty()
+        self._d = DirtySet()                # changed since the last commit captured us
         self._bufbytes = 0
         self._bufinodes: set[int] = set()   # inodes with dirty chunk buffers
         self._flushing = False
-        self._dlocks = [threading.Lock() for _ in range(64)]
-        self._dgate = threading.Event()     # cleared while a commit takes every data lock
-        self._dgate.set()
+        self.data_locks = [threading.Lock() for _ in range(64)]
+        self.data_gate = threading.Event()  # cleared while a commit takes every data lock
+        self.data_gate.set()
         self._gone: set[int] = set()        # freed inodes whose rows may still be in the catalog
         #: Never-committed inodes a commit set aside (so they are gone): their
         #: fsyncs fail with EIO rather than ENOENT. Inode numbers are never reused;
@@ -116,15 +86,6 @@ class Volume:
         self._logical: int | None = None    # live logical bytes, loaded on first use
         self.cache_hits = 0                 # inode lookups served from memory
         self.cache_misses = 0               # ... and loaded from the catalog
-
-    def _reset_dirty(self) -> None:
-        self._d_inodes: set[int] = set()
-        self._d_entries: set[tuple[int, bytes]] = set()
-        self._d_extents: set[tuple[int, int]] = set()
-        self._d_xattrs: set[tuple[int, bytes]] = set()
-        self._freed: dict[int, bool] = {}     # ino -> had a catalog row
-        self._pins: list[str] = []            # hashes installed since the last capture
-        self._dropped: list[str] = []         # hashes no longer referenced in memory
 
     # ------------------------------------------------------------------ cache
     def _node_from_row(self, row: tuple) -> Inode:
@@ -149,14 +110,14 @@ class Volume:
 
     def _add(self, node: Inode) -> None:
         self._inodes[node.ino] = node
-        if len(self._inodes) > self._s._max_inodes:
+        if len(self._inodes) > self._c.max_inodes:
             self._evict()
 
     def _evict(self) -> None:
         """Drop clean, unopened inodes in LRU order until under the bound."""
         inodes = self._inodes
-        durable = self._s._durable
-        limit = self._s._max_inodes
+        durable = self._c.durable
+        limit = self._c.max_inodes
         excess = len(inodes) - limit + limit // 32  # evict in batches
         budget = max(64, excess * 2)
         root = self.root
@@ -174,14 +135,14 @@ class Volume:
         """Drop every clean inode from the cache (tests use this); returns how many."""
         with self._lock:
             before = len(self._inodes)
-            durable = self._s._durable
+            durable = self._c.durable
             for ino in list(self._inodes):
                 node = self._inodes[ino]
                 if not (node.epoch > durable or node.opens or node.bufs or ino == self.root):
                     del self._inodes[ino]
             return before - len(self._inodes)
 
-    def _invalidate(self) -> None:
+    def invalidate(self) -> None:
         """Forget every cached inode after the catalog changed under us (rollback).
 
         The caller holds the store lock and has just committed, so nothing is
@@ -194,8 +155,8 @@ class Volume:
         self._gone = set()
         self._bufinodes = set()
         self._bufbytes = 0
-        pins = self._pins
-        self._reset_dirty()
+        pins = self._d.pins
+        self._d = DirtySet()
         for h in pins:
             self._chunks.unpin(h)
 
@@ -211,7 +172,7 @@ class Volume:
                     inodes[row[0]] = self._node_from_row(row)
             ch = node.children = {name: (child, seq, typ) for name, child, seq, typ in ents}
             node.listing = None
-            if len(inodes) > self._s._max_inodes:
+            if len(inodes) > self._c.max_inodes:
                 self._evict()
         return ch
 
@@ -236,18 +197,15 @@ class Volume:
         return node.xattrs
 
     def _dirty(self, node: Inode) -> None:
-        node.epoch = self._s._epoch
-        self._d_inodes.add(node.ino)
+        node.epoch = self._c.epoch
+        self._d.inodes.add(node.ino)
 
     def _rw(self) -> None:
         if self.read_only:
             raise _err(errno.EROFS)
 
     def _new_ino(self) -> int:
-        s = self._s
-        ino = s._next_ino
-        s._next_ino = ino + 1
-        return ino
+        return self._c.alloc_inos()
 
     # ------------------------------------------------------------- metadata
     def lookup(self, parent: int, name: bytes) -> Attr:
@@ -309,34 +267,34 @@ class Volume:
     def _data_lock(self, ino: int, for_size: bool = False, wait: bool = True) -> threading.Lock | None:
         """The striped lock that serializes writes and truncates of ``ino``.
 
-        While a commit is taking the data locks (Store._quiesce) this waits,
+        While a commit is taking the data locks (GroupCommit.quiesce) this waits,
         or with ``wait=False`` returns None.
         """
-        if not self._dgate.is_set():
+        if not self.data_gate.is_set():
             if not wait:
                 return None
-            self._dgate.wait()
+            self.data_gate.wait()
         with self._lock:
             node = self._get(ino)
             fmt = node.mode & _IFMT
             if fmt != _S_IFREG:
                 raise _err(errno.EISDIR if fmt == _S_IFDIR else errno.EINVAL, f"inode {ino}")
-        return self._dlocks[ino % len(self._dlocks)]
+        return self.data_locks[ino % len(self.data_locks)]
 
     def _truncate(self, node: Inode, size: int) -> None:
         fmt = node.mode & _IFMT
         if fmt != _S_IFREG:
             raise _err(errno.EISDIR if fmt == _S_IFDIR else errno.EINVAL)
         if size > node.size:
-            self._s._check_space(0)
+            self._c.check_space(0)
         self._grow(node, size)
         if node.extents is None:
             node.extents = {idx: (h, ln, 0) for idx, h, ln in self._cat.load_extents(node.ino)}
         changed, dropped, delta = filedata.truncate(node, size, self._cs, self._chunks.get)
         ino = node.ino
         for idx in changed:
-            self._d_extents.add((ino, idx))
-        self._dropped.extend(dropped)
+            self._d.extents.add((ino, idx))
+        self._d.dropped.extend(dropped)
         self._bufbytes += delta
         if node.bufs:
             self._bufinodes.add(ino)
@@ -371,8 +329,8 @@ class Volume:
             self._add(node)
             self._dirty(node)
             attr = node.attr()
-        if len(self._d_inodes) > self._s._dirty_inodes_max:
-            self._s._throttle(self)
+        if len(self._d.inodes) > self._c.dirty_inodes_max:
+            self._c.throttle(self)
         return attr
 
     def _link_entry(self, pnode: Inode, name: bytes, node: Inode, now: int) -> None:
@@ -382,7 +340,7 @@ class Volume:
         pnode.listing = None
         pnode.mtime = pnode.ctime = now
         self._dirty(pnode)
-        self._d_entries.add((pnode.ino, name))
+        self._d.entries.add((pnode.ino, name))
 
     def create(self, parent: int, name: bytes, mode: int, uid: int, gid: int) -> Attr:
         """Create a regular file (EEXIST if ``name`` exists)."""
@@ -458,16 +416,16 @@ class Volume:
         node.nlink = 0
         node.ds = -1
         if node.extents:
-            self._dropped.extend(e[0] for e in node.extents.values())
+            self._d.dropped.extend(e[0] for e in node.extents.values())
         if node.bufs:
             self._bufbytes -= sum(len(b.data) for b in node.bufs.values())
             node.bufs = EMPTY
         self._bufinodes.discard(ino)
-        self._freed[ino] = node.persisted or self._freed.get(ino, False)
-        if self._freed[ino]:
+        self._d.freed[ino] = node.persisted or self._d.freed.get(ino, False)
+        if self._d.freed[ino]:
             self._gone.add(ino)
-        self._d_inodes.add(ino)
-        node.epoch = self._s._epoch
+        self._d.inodes.add(ino)
+        node.epoch = self._c.epoch
         self._inodes.pop(ino, None)
 
     def _unlink_entry(self, pnode: Inode, name: bytes, now: int) -> None:
@@ -475,7 +433,7 @@ class Volume:
         pnode.listing = None
         pnode.mtime = pnode.ctime = now
         self._dirty(pnode)
-        self._d_entries.add((pnode.ino, name))
+        self._d.entries.add((pnode.ino, name))
 
     def unlink(self, parent: int, name: bytes) -> None:
         """Remove a non-directory entry (EISDIR for directories)."""
@@ -715,6 +673,11 @@ class Volume:
         """File data buffered in memory and not yet stored as chunks."""
         return self._bufbytes
 
+    @property
+    def dirty_count(self) -> int:
+        """Inodes changed since the last commit captured this volume."""
+        return len(self._d.inodes)
+
     def logical_bytes(self) -> int:
         """Sum of the sizes of the live tree's regular files (each inode once)."""
         with self._lock:
@@ -748,11 +711,11 @@ class Volume:
     def write(self, ino: int, offset: int, data) -> int:
         """Write ``data`` at ``offset`` (extending with a hole as needed); returns its length."""
         n = self._write(ino, offset, data, wait=True)
-        s = self._s
-        if self._bufbytes > s._dirty_limit:
+        c = self._c
+        if self._bufbytes > c.dirty_limit:
             self.flush_buffers()
-        if len(self._d_inodes) > s._dirty_inodes_max:
-            s._throttle(self)
+        if len(self._d.inodes) > c.dirty_inodes_max:
+            c.throttle(self)
         return n
 
     def write_nowait(self, ino: int, offset: int, data) -> int | None:
@@ -769,24 +732,24 @@ class Volume:
         if offset < 0:
             raise _err(errno.EINVAL, "negative offset")
         n = len(data)
-        s = self._s
+        c = self._c
         dlock = self._data_lock(ino, wait=wait)
         if dlock is None:
             return None
         if n == 0:
             return 0
-        if offset + n > s.max_file_size:
+        if offset + n > c.max_file_size:
             raise _err(errno.EFBIG)
         if not dlock.acquire(blocking=wait):
             return None
         try:
             with self._lock:
                 node = self._file(ino)
-                if not wait and (self._bufbytes + n > s._dirty_limit
-                                 or len(self._d_inodes) >= s._dirty_inodes_max
+                if not wait and (self._bufbytes + n > c.dirty_limit
+                                 or len(self._d.inodes) >= c.dirty_inodes_max
                                  or not filedata.fits_in_buffers(node, offset, n, self._cs)):
                     return None
-                s._check_space(n)
+                c.check_space(n)
                 if offset + n > node.size:
                     self._grow(node, offset + n)
                 delta, whole = filedata.write_buffers(node, offset, data, self._cs,
@@ -803,19 +766,19 @@ class Volume:
                     node.writers += 1
             if whole:
                 try:
-                    stored = self._store_jobs([(node, whole)])[0][1]
+                    stored = self.store_jobs([(node, whole)])[0][1]
                 except BaseException:
                     with self._lock:
                         node.writers -= 1
                     raise
                 with self._lock:
                     node.writers -= 1
-                    self._install(node, stored)
+                    self.install(node, stored)
         finally:
             dlock.release()
         return n
 
-    def _store_jobs(self, jobs: list) -> list:
+    def store_jobs(self, jobs: list) -> list:
         """Hash and store chunk contents outside the lock, all of them as one batch.
 
         ``jobs`` is [(node, [(idx, content, ver)])]; returns
@@ -829,7 +792,7 @@ class Volume:
                         for idx, c, ver in items])
                 for node, items in jobs]
 
-    def _install(self, node: Inode, stored: list) -> None:
+    def install(self, node: Inode, stored: list) -> None:
         """Record stored chunks in ``node`` (under the lock)."""
         ino = node.ino
         alive = node.ds == self.ds
@@ -840,20 +803,20 @@ class Volume:
                 ok, old, delta = False, None, 0
             if ok:
                 self._bufbytes += delta
-                self._d_extents.add((ino, idx))
+                self._d.extents.add((ino, idx))
                 if old is not None and old != h:
-                    self._dropped.append(old)
+                    self._d.dropped.append(old)
                 if h is not None:
-                    self._pins.append(h)
+                    self._d.pins.append(h)
             elif h is not None:
                 self._chunks.unpin(h)
-                self._dropped.append(h)
+                self._d.dropped.append(h)
         if alive:
             if not node.bufs:
                 self._bufinodes.discard(ino)
             self._dirty(node)
 
-    def _snapshot_buffers(self) -> list:
+    def seal_buffers(self) -> list:
         """Seal every dirty buffer for storing (under the lock): [(node, [(idx, data, ver)])]."""
         jobs = []
         inodes = self._inodes
@@ -871,14 +834,31 @@ class Volume:
             if self._flushing:
                 return
             self._flushing = True
-            jobs = self._snapshot_buffers()
+            jobs = self.seal_buffers()
         try:
-            done = self._store_jobs(jobs)
+            done = self.store_jobs(jobs)
             with self._lock:
                 for node, stored in done:
-                    self._install(node, stored)
+                    self.install(node, stored)
         finally:
             self._flushing = False
+
+    def repair_nlink(self, ino: int, nlink: int) -> bool:
+        """Set ``ino``'s link count (fsck --repair), committed like any other change.
+
+        Returns False if the inode has no live row and is not cached.
+        """
+        with self._lock:
+            node = self._inodes.get(ino)
+            if node is None:
+                row = self._cat.load_inode(ino)
+                if row is None:
+                    return False
+                node = self._node_from_row(row)
+                self._add(node)
+            node.nlink = nlink
+            self._dirty(node)
+        return True
 
     # ----------------------------------------------------------------- xattrs
     @staticmethod
@@ -927,7 +907,7 @@ class Volume:
             xs[name] = value
             node.ctime = _now()
             self._dirty(node)
-            self._d_xattrs.add((ino, name))
+            self._d.xattrs.add((ino, name))
 
     def removexattr(self, ino: int, name: bytes) -> None:
         """Remove an xattr (ENODATA if absent)."""
@@ -941,7 +921,7 @@ class Volume:
             del xs[name]
             node.ctime = _now()
             self._dirty(node)
-            self._d_xattrs.add((ino, name))
+            self._d.xattrs.add((ino, name))
 
     # ------------------------------------------------------ handles and sync
     def open(self, ino: int) -> Attr:
@@ -975,7 +955,7 @@ class Volume:
                 self._get(ino)  # ENOENT check; an uncached inode is clean
                 return
             target = node.epoch
-        self._s._commit_until(target)
+        self._c.commit_until(target)
         # A commit that set this inode aside (see cas/isolate.py) did not store
         # what the caller wrote: the record we waited on was discarded, or the
         # reverted record has not changed since.
@@ -985,27 +965,27 @@ class Volume:
 
     def statfs(self) -> StatFs:
         """Space of the store's filesystem minus the reserve; file counts from inode numbers."""
-        s = self._s
-        st = s._statvfs()
+        c = self._c
+        st = c.statvfs()
         bsize = st.f_frsize or 4096
-        reserve = s.reserve_bytes // bsize
-        used_files = s._next_ino
+        reserve = c.reserve_bytes // bsize
+        used_files = c.next_ino
         blocks, bfree, bavail = st.f_blocks, max(0, st.f_bfree - reserve), max(0, st.f_bavail - reserve)
         if self.quota:
             # Like ZFS refquota: the quota is the size; free is what it leaves.
             left = max(0, self.quota - self.logical_bytes()) // bsize
             blocks, bfree, bavail = self.quota // bsize, min(bfree, left), min(bavail, left)
         return StatFs(V9FS_MAGIC, bsize, blocks, bfree, bavail, used_files + (1 << 32), 1 << 32,
-                      s._fsid, NAME_MAX)
+                      c.fsid, NAME_MAX)
 
-    # --------------------------------------------------- commit (store only)
-    def _capture(self, batch: Batch) -> _Captured:
+    # ---------------------------------------- commit (cas/commit.py Participant)
+    def capture(self, batch: Batch) -> DirtySet:
         """Serialize dirty state into ``batch`` and start a new dirty set (under the lock)."""
-        cap = _Captured(self)
-        self._reset_dirty()
+        cap = self._d
+        self._d = DirtySet()
         inodes = self._inodes
         ins = batch.inode_rows
-        for ino in cap.d_inodes:
+        for ino in cap.inodes:
             node = inodes.get(ino)
             if node is None or node.ds != self.ds:
                 if cap.freed.get(ino) or (node is not None and node.persisted):
@@ -1016,7 +996,7 @@ class Volume:
             ins.append((node.ino, node.ds, node.mode, node.uid, node.gid, node.nlink, node.rdev,
                         node.size, node.atime, node.mtime, node.ctime, node.btime, node.dver,
                         node.parent, node.next_seq, node.target))
-        for key in cap.d_entries:
+        for key in cap.entries:
             parent, name = key
             batch.entry_retire.append(key)
             pnode = inodes.get(parent)
@@ -1025,7 +1005,7 @@ class Volume:
             e = pnode.children.get(name)
             if e is not None:
                 batch.entry_rows.append((parent, name, e[0], e[1], e[2]))
-        for key in cap.d_extents:
+        for key in cap.extents:
             ino, idx = key
             node = inodes.get(ino)
             if node is None or node.ds != self.ds or node.extents is None:
@@ -1035,7 +1015,7 @@ class Volume:
             e = node.extents.get(idx)
             if e is not None:
                 batch.extent_rows.append((ino, idx, e[0], e[1]))
-        for key in cap.d_xattrs:
+        for key in cap.xattrs:
             ino, name = key
             node = inodes.get(ino)
             if node is None or node.ds != self.ds or node.xattrs is None:
@@ -1045,13 +1025,13 @@ class Volume:
             v = node.xattrs.get(name)
             if v is not None:
                 batch.xattr_rows.append((ino, name, v))
-        for ino in cap.d_inodes:
+        for ino in cap.inodes:
             node = inodes.get(ino)
             if node is not None and node.ds == self.ds:
                 node.persisted = True
         return cap
 
-    def _revert(self, inos: set[int], cap: _Captured, epoch: int) -> None:
+    def revert(self, inos: set[int], cap: DirtySet, epoch: int) -> None:
         """Return inodes a commit set aside to their committed state, in memory (under the lock).
 
         The in-memory records are discarded (marked dead, so a write still
@@ -1060,7 +1040,7 @@ class Volume:
         """
         for ino in inos:
             old = self._inodes.pop(ino, None)
-            if old is None and ino not in cap.d_inodes:
+            if old is None and ino not in cap.inodes:
                 continue  # another volume's inode
             self._gone.discard(ino)
             opens = 0
@@ -1084,17 +1064,10 @@ class Volume:
                     del self._lost[next(iter(self._lost))]
         self._logical = None
 
-    def _committed(self, cap: _Captured) -> None:
+    def committed(self, cap: DirtySet) -> None:
         """A commit of ``cap`` succeeded (under the lock)."""
         self._gone.difference_update(cap.freed)
 
-    def _restore(self, cap: _Captured) -> None:
+    def restore(self, cap: DirtySet) -> None:
         """Put a failed commit's dirty keys back (under the lock)."""
-        self._d_inodes |= cap.d_inodes
-        self._d_entries |= cap.d_entries
-        self._d_extents |= cap.d_extents
-        self._d_xattrs |= cap.d_xattrs
-        for ino, had in cap.freed.items():
-            self._freed[ino] = had or self._freed.get(ino, False)
-        self._pins[:0] = cap.pins
-        self._dropped[:0] = cap.dropped
+        self._d.restore(cap)

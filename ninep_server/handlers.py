@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import structlog
 
 from cas import XATTR_CREATE, XATTR_REPLACE, FsError
+from cas.names import NAME_MAX, XATTR_SIZE_MAX
 
 from . import protocol as p
 from .access import R, W, X, Credentials, check_sticky, credentials_for, permitted, require, require_owner, uid_for_name
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 V9FS_MAGIC = 0x01021997
-XATTR_SIZE_MAX = 65536
-NAME_MAX = 255
 _XATTR_NAMESPACES = (b"user.", b"trusted.", b"security.", b"system.")
 _ACCMODE = p.OpenFlags.ACCMODE
 _WRITE_FLAGS = p.OpenFlags.WRONLY | p.OpenFlags.RDWR

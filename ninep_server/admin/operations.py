@@ -19,12 +19,12 @@ from cas.properties import INTERNAL
 from cas.gc import collect
 from cas.scrub import scrub
 from cas.stats import collect_stats
+from cas.names import LABEL_RE as NAME_RE
 from cas.transfer import export_size, export_tree, import_tree, scan_size
 
 from ..scheduler import parse_schedules
 from .jobs import jsonable
 
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 EVERY_RE = re.compile(r"[1-9][0-9]{0,8}[smhdw]?")
 
 

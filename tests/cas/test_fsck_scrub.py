@@ -9,9 +9,6 @@ from cas import CorruptChunkError, FsError, Store
 from cas.fsck import fsck
 from cas.scrub import scrub
 
-HAS_SNAPSHOTS = hasattr(Store, "create_snapshot")
-needs_snapshots = pytest.mark.skipif(not HAS_SNAPSHOTS, reason="snapshot API (issue 6) not landed yet")
-
 
 @pytest.fixture
 def tree(env):
@@ -168,7 +165,6 @@ def test_extent_of_missing_inode_and_bad_snapshot_row(env):
     assert {"extent-orphan", "missing-chunk", "snapshot"} <= kinds
 
 
-@needs_snapshots
 def test_scrub_names_snapshot_users(env):
     vol, store = env.vol, env.store
     f = vol.create(vol.root, b"f", 0o644, 0, 0)

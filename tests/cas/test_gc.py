@@ -12,9 +12,6 @@ from cas import Store
 from cas import gc as gcmod
 from cas.fsck import fsck
 
-HAS_SNAPSHOTS = hasattr(Store, "create_snapshot")
-needs_snapshots = pytest.mark.skipif(not HAS_SNAPSHOTS, reason="snapshot API (issue 6) not landed yet")
-
 
 def _write(vol, name: bytes, data: bytes) -> int:
     ino = vol.create(vol.root, name, 0o644, 0, 0).ino
@@ -75,7 +72,6 @@ def test_gc_progress_phases(env):
     assert ("list", 256) in seen and ("sweep", 1) in seen
 
 
-@needs_snapshots
 def test_gc_with_snapshot(tmp_path):
     with Store.open(str(tmp_path / "s"), create=True) as store:
         store.create_dataset("main")

@@ -123,9 +123,9 @@ def test_write_nowait_only_fills_buffers(env):
     assert vol.read(f.ino, 10, 1) == b"a"
     # past the dirty limit: declined, so the caller's write() flushes
     g = vol.create(vol.root, b"g", 0o644, 0, 0)
-    env.store._dirty_limit = 100
+    env.store.commits.dirty_limit = 100
     assert vol.write_nowait(g.ino, 0, b"y" * 200) is None
-    env.store._dirty_limit = 1 << 30
+    env.store.commits.dirty_limit = 1 << 30
     assert vol.write_nowait(g.ino, 0, b"y" * 200) == 200
     env.reopen()
     assert env.vol.read(g.ino, 0, 300) == b"y" * 200

@@ -102,8 +102,8 @@ def test_commits_racing_writers_record_untorn_files(tmp_path):
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
                 time.sleep(0.01)
-                with store._commit_lock:  # no other commit between this one and the check
-                    store._commit_locked()
+                with store.commits.commit_lock:  # no other commit between this one and the check
+                    store.commits.commit_locked()
                     for name, ino in w.inos.items():
                         start, data = committed_tail(store, ino)
                         bad = torn(data, start)

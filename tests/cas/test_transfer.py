@@ -13,8 +13,6 @@ from cas.fsck import fsck
 from cas.stats import collect_stats
 from cas.transfer import export_tree, import_tree, scan_size
 
-HAS_SNAPSHOTS = hasattr(Store, "create_snapshot")
-needs_snapshots = pytest.mark.skipif(not HAS_SNAPSHOTS, reason="snapshot API (issue 6) not landed yet")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="owners and device nodes need root")
 
 
@@ -136,7 +134,6 @@ def test_import_into_path_and_export_subtree(tmp_path):
     assert strip(metadata(f"{src}/dir")) == strip(metadata(str(tmp_path / "out")))
 
 
-@needs_snapshots
 def test_export_snapshot(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
@@ -204,8 +201,6 @@ def test_stats_counts_and_snapshot_exclusive(tmp_path):
         assert a.logical_bytes == 1000 + (1 << 20)
         assert a.referenced_bytes == 2000 and a.unique_bytes == 1000 and a.chunks == 1
         assert a.dedup_ratio == 2.0 and a.snapshots == []
-        if not HAS_SNAPSHOTS:
-            return
         store.create_snapshot("a", "s1")
         vol.write(f.ino, 0, b"y" * 1000)
         vol.unlink(vol.root, b"g")
