@@ -112,9 +112,10 @@ class Session:
                     with self._deadline_scope:
                         await self._reader(nursery)
                 except (p.ProtocolError, ProtocolViolation) as exc:
-                    self.log.warning("closing connection: protocol violation", reason=str(exc))
+                    self._log_refusal("warning", "closing connection: protocol violation", reason=str(exc))
                 except _Refused:
-                    self.log.warning("refusing session: too many clients", limit=self.server.config.max_connections)
+                    self._log_refusal("warning", "refusing session: too many clients",
+                                      limit=self.server.config.max_connections)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
                 if self._deadline_scope.cancelled_caught:

@@ -185,3 +185,23 @@ async def test_refused_frames_are_logged_at_a_bounded_rate(live):
     lines = [e for e in logs if e["event"] == "bad request"]
     limiter = live.server.refusal_log
     assert 1 <= len(lines) <= limiter.burst + limiter.rate * (elapsed + 1)
+
+
+async def test_connections_closed_for_protocol_violations_are_logged_at_a_bounded_rate(live):
+    """A client reconnecting and sending garbage cannot flood the log either."""
+    port = int(live.tcp.rsplit(":", 1)[1])
+    garbage = (7).to_bytes(4, "little") + bytes([237, 1, 0])  # unknown message type 237
+    with structlog.testing.capture_logs() as logs:
+        started = trio.current_time()
+        for _ in range(100):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            await stream.send_all(p.encode(p.Tversion(msize=8192, version=p.VERSION_9P2000L, tag=p.NOTAG)))
+            await stream.send_all(garbage)
+            with trio.fail_after(30):
+                while await stream.receive_some(65536):  # Rversion, then the server closes
+                    pass
+            await stream.aclose()
+        elapsed = trio.current_time() - started
+    lines = [e for e in logs if e["event"] == "closing connection: protocol violation"]
+    limiter = live.server.refusal_log
+    assert 1 <= len(lines) <= limiter.burst + limiter.rate * (elapsed + 1)
