@@ -26,8 +26,13 @@ def configure_logging(level: str = "info", *, json: bool | None = None, stream=N
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # Loggers cached on first use keep the processor list they saw then: fill
+    # the configured list in place, so that a second call (the CLI's main() run
+    # in-process, structlog.testing.capture_logs) reaches them too.
+    processors = structlog.get_config()["processors"]
+    processors[:] = [*shared, structlog.processors.StackInfoRenderer(), structlog.processors.format_exc_info, renderer]
     structlog.configure(
-        processors=[*shared, structlog.processors.StackInfoRenderer(), structlog.processors.format_exc_info, renderer],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=True,
