@@ -43,7 +43,9 @@ def run_server(kind: str, base: str | None = None, log=None, timeout: float = 30
             export.mkdir()
             server = Diod(export, work)
         else:
-            server = Ninep(work / "store", work)
+            # the export declares the groups of the suite's users (9P2000.L sends
+            # only the uid); diod reads the host's /etc/group and cannot be told
+            server = Ninep(work / "store", work, config=pjdfstest.ninep_config())
         lines: list[str] = []
         t0 = time.perf_counter()
         res = runner.run_guest(

@@ -17,6 +17,20 @@ TAR_NAME = "pjdfstest-guest.tar"
 #: Cases the suite counts on Linux (tmpfs passes all of them).
 TOTAL = 8770
 
+#: The supplementary groups of the users pjdfstest switches to (the union of
+#: its ``-u UID -g GIDS`` pairs). 9P2000.L carries only the uid, so a server
+#: learns a user's groups from its own configuration, as it must for any
+#: deployment whose guest users are unknown to the host; ninep's export
+#: ``groups`` table says it here (see the README, Conformance).
+USER_GROUPS = {65534: (65534, 65533, 65532, 65531), 65533: (65533, 65534, 65532, 65531)}
+
+
+def ninep_config(dataset: str = "main") -> str:
+    """A ``ninep serve --config`` TOML declaring USER_GROUPS for ``dataset``."""
+    rows = "".join(f"{uid} = [{', '.join(map(str, gids))}]\n" for uid, gids in USER_GROUPS.items())
+    return f"[exports.{dataset}.groups]\n{rows}"
+
+
 # A guest script fragment: unpack /job/pjdfstest-guest.tar and run the whole
 # suite in DIR (every parent of DIR must be searchable by uid 65534).
 GUEST_RUN = r"""

@@ -113,7 +113,7 @@ class Batches:
                 workloads = [w for w in workloads if w != harness.PJDFSTEST]
             wd = self.workdir / f"{kind}-{vmc.id}"
             try:
-                server = harness.start_server(kind, wd)
+                server = harness.start_server(kind, wd, workloads)
             except Exception as e:  # noqa: BLE001
                 self.failed_start[key] = f"cannot start the {kind} server: {e}"
                 pytest.fail(self.failed_start[key])

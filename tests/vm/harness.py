@@ -330,12 +330,15 @@ class NinepServer(Server):
 
     kind = "ninep"
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, config: str | None = None):
         self.store = workdir / "store"
         sock = workdir / "ninep.sock"
         self.log_path = workdir / "ninep.log"
         cmd = ninep_command() + ["serve", "--store", str(self.store),
                                  "--listen", "tcp:127.0.0.1:0", "--listen", f"unix:{sock}"]
+        if config is not None:
+            (workdir / "ninep.toml").write_text(config)
+            cmd += ["--config", str(workdir / "ninep.toml")]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=open(self.log_path, "ab"), start_new_session=True,
                                      cwd=str(ROOT))
@@ -381,9 +384,12 @@ class NinepServer(Server):
         shutil.rmtree(self.store, ignore_errors=True)
 
 
-def start_server(kind: str, workdir: Path) -> Server:
+def start_server(kind: str, workdir: Path, workloads: list[str] = ()) -> Server:
+    """A fresh server; for pjdfstest, ninep's export declares the suite's users' groups."""
     workdir.mkdir(parents=True, exist_ok=True)
-    return {"diod": DiodServer, "ninep": NinepServer}[kind](workdir)
+    if kind == "ninep":
+        return NinepServer(workdir, pjdfstest.ninep_config() if PJDFSTEST in workloads else None)
+    return DiodServer(workdir)
 
 
 # --------------------------------------------------------------------------
