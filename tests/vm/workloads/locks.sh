@@ -79,15 +79,21 @@ PY
 # export and inside a snapshot (flock is advisory). Each holder below takes
 # its lock on one mount and says so through a marker file; its release FIFO
 # exists before it starts; the checks run on the other mount only after the
-# marker appears.
+# marker appears. The holder is the process that called flock(2) and stays
+# alive until released: v9fs turns flock into a POSIX lock owned by the
+# calling process (fs/9p/vfs_file.c, v9fs_file_flock_dotl), so `flock FD` in
+# a child that exits would drop it.
 hold() {   # hold TAG FLOCK_OPT r|w FILE: hold the lock in the background
     local tag=$1 opt=$2 how=$3 file=$4
     mkfifo "/tmp/lk-rel-$tag"
-    if [ "$how" = r ]; then
-        (exec 9<"$file"; flock "$opt" 9; echo held >"/tmp/lk-held-$tag"; read x <"/tmp/lk-rel-$tag") &
-    else
-        (exec 9>>"$file"; flock "$opt" 9; echo held >"/tmp/lk-held-$tag"; read x <"/tmp/lk-rel-$tag") &
-    fi
+    python3 - "$opt" "$how" "$file" "/tmp/lk-held-$tag" "/tmp/lk-rel-$tag" <<'PY' &
+import fcntl, os, sys
+opt, how, path, held, release = sys.argv[1:]
+fd = os.open(path, os.O_RDONLY if how == "r" else os.O_WRONLY | os.O_APPEND)
+fcntl.flock(fd, fcntl.LOCK_EX if opt == "-x" else fcntl.LOCK_SH)
+open(held, "w").write("held\n")
+open(release).read()
+PY
     hold_pid=$!
     while [ ! -e "/tmp/lk-held-$tag" ]; do
         if ! kill -0 "$hold_pid" 2>/dev/null && [ ! -e "/tmp/lk-held-$tag" ]; then
