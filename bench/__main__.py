@@ -107,11 +107,13 @@ def run_pjdfstest(args, base: Path, results: dict) -> None:
     """pjdfstest through the kernel client, once per server (the counts do not vary)."""
     work = tempdir("bench-pjd.", str(base))
     out = results.setdefault("pjdfstest", {})
+    results["pjdfstest_tests"] = args.pjdfstest_tests or "all"
     with open(work / "guests.log", "w") as glog:
         for kind in conformance.SERVERS:
             log(f"pjdfstest: {kind} (one boot, 11-20 min under TCG)")
             try:
-                out[kind] = conformance.run_server(kind, base=str(base), log=glog)
+                out[kind] = conformance.run_server(kind, base=str(base), log=glog,
+                                                   tests=args.pjdfstest_tests)
             except BenchError:
                 shutil.copy(work / "guests.log", base / "guests-failed.log")
                 raise
@@ -131,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="host,guest,storage",
                     help="comma-separated sections: host, guest, storage, pjdfstest "
                          "(pjdfstest is not in the default: ~40 min)")
+    ap.add_argument("--pjdfstest-tests", nargs="+", default=None, metavar="TEST",
+                    help="pjdfstest section: only these files or directories of the suite "
+                         "(e.g. chown open/06.t; default: all 8,770 cases)")
     ap.add_argument("--out", default=str(HERE / "results"), help="directory for the results")
     ap.add_argument("--name", default=None, help="results file stem (default: time and mode)")
     ap.add_argument("--workdir", default=None, help="where servers keep their data (default: $TMPDIR)")

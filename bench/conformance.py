@@ -24,13 +24,18 @@ SCRIPT = r"""#!/bin/bash
 . /job/config
 . /job/pjdfstest-run.sh
 mkdir -p /mnt/9p/pjd
-pjdfstest_run /mnt/9p/pjd
+pjdfstest_run /mnt/9p/pjd $PJD_TESTS
 echo "@@PJD-DONE@@"
 """
 
 
-def run_server(kind: str, base: str | None = None, log=None, timeout: float = 3000) -> dict:
-    """Boot one guest against a fresh `kind` server; returns the suite's counts."""
+def run_server(kind: str, base: str | None = None, log=None, timeout: float = 4800,
+               tests: list[str] | None = None) -> dict:
+    """Boot one guest against a fresh `kind` server; returns the suite's counts.
+
+    ``tests``: some files or directories of the suite (``chown``,
+    ``open/06.t``); default the whole suite.
+    """
     import runner
     tar = pjdfstest.tar_path()
     if tar is None:
@@ -51,6 +56,7 @@ def run_server(kind: str, base: str | None = None, log=None, timeout: float = 30
         res = runner.run_guest(
             SCRIPT, server=server.address, transport="tcp", aname=server.aname,
             mount_opts=MOUNT_OPTS, timeout=timeout, output=lines.append,
+            env={"PJD_TESTS": " ".join(tests or [])},
             files={pjdfstest.TAR_NAME: tar.read_bytes(),
                    "pjdfstest-run.sh": pjdfstest.GUEST_RUN.encode()})
         seconds = time.perf_counter() - t0

@@ -215,8 +215,11 @@ def markdown(results: dict, chart: str | None = None) -> str:
     if pjd:
         L.append("## POSIX conformance: pjdfstest through the Linux v9fs client")
         L.append("")
+        subset = results.get("pjdfstest_tests", "all")
+        what = ("the whole suite" if subset == "all"
+                else f"**only** {', '.join(f'`{t}`' for t in subset)} (not the whole suite)")
         L.append(f"One guest boot per server, trans=tcp, `{conformance.MOUNT_OPTS}` (diod "
-                 "negotiates msize 65536), the whole suite as root on the mount "
+                 f"negotiates msize 65536), {what} as root on the mount "
                  "(`run-pjdfstest.sh -P`); tmpfs on the host passes all 8,770 cases. "
                  "`not ok # TODO` cases are pjdfstest's own accepted failures and count in "
                  "neither column.")

@@ -31,14 +31,17 @@ def ninep_config(dataset: str = "main") -> str:
     return f"[exports.{dataset}.groups]\n{rows}"
 
 
-# A guest script fragment: unpack /job/pjdfstest-guest.tar and run the whole
-# suite in DIR (every parent of DIR must be searchable by uid 65534).
+# A guest script fragment (bash): unpack /job/pjdfstest-guest.tar and run the
+# suite, or some of its files, in DIR (every parent of DIR must be searchable
+# by uid 65534).
 GUEST_RUN = r"""
-pjdfstest_run() {   # pjdfstest_run DIR
-    mkdir -p /opt "$1"
+pjdfstest_run() {   # pjdfstest_run DIR [TEST...]   (default: the whole suite)
+    local dir=$1
+    shift
+    mkdir -p /opt "$dir"
     tar -C /opt -xf /job/pjdfstest-guest.tar
-    chmod 755 "$1"
-    /opt/pjdfstest/run-pjdfstest.sh -P -v -d "$1" -l /tmp/pjd-logs
+    chmod 755 "$dir"
+    /opt/pjdfstest/run-pjdfstest.sh -P -v -d "$dir" -l /tmp/pjd-logs "$@"
 }
 """
 
