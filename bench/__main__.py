@@ -2,7 +2,8 @@
 
     python -m bench                 # full run (~30 min on 2 cores under TCG)
     python -m bench --quick         # smoke run, a few minutes
-    python -m bench --only host     # host, guest, storage (comma-separated)
+    python -m bench --only host     # host, guest, storage, pjdfstest (comma-separated)
+    python -m bench --only pjdfstest   # POSIX conformance, ninep and diod (~40 min)
 
 Writes bench/results/<UTC time>-<full|quick>.{md,json,png} (or --out DIR).
 Any benchmark that cannot reach its server, or gives no number, aborts the
@@ -20,7 +21,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import guest, host, report, storage
+from . import conformance, guest, host, report, storage
 from .servers import BenchError, Diod, Ninep, tempdir
 
 HERE = Path(__file__).resolve().parent
@@ -102,6 +103,27 @@ def run_storage(args, base: Path, results: dict) -> None:
     shutil.rmtree(work, ignore_errors=True)
 
 
+def run_pjdfstest(args, base: Path, results: dict) -> None:
+    """pjdfstest through the kernel client, once per server (the counts do not vary)."""
+    work = tempdir("bench-pjd.", str(base))
+    out = results.setdefault("pjdfstest", {})
+    results["pjdfstest_tests"] = args.pjdfstest_tests or "all"
+    with open(work / "guests.log", "w") as glog:
+        for kind in conformance.SERVERS:
+            log(f"pjdfstest: {kind} (one boot, 11-20 min under TCG)")
+            try:
+                out[kind] = conformance.run_server(kind, base=str(base), log=glog,
+                                                   tests=args.pjdfstest_tests)
+            except BenchError:
+                shutil.copy(work / "guests.log", base / "guests-failed.log")
+                raise
+            r = out[kind]
+            log(f"pjdfstest {kind}: {r['passed']} passed, {r['failed']} failed "
+                f"({r['suite_seconds']}s); failing files: "
+                + (", ".join(f.split()[0] for f in r["failed_files"]) or "none"))
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,7 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=None,
                     help="interleaved repetitions (default 3; 1 with --quick)")
     ap.add_argument("--only", default="host,guest,storage",
-                    help="comma-separated sections: host, guest, storage")
+                    help="comma-separated sections: host, guest, storage, pjdfstest "
+                         "(pjdfstest is not in the default: ~40 min)")
+    ap.add_argument("--pjdfstest-tests", nargs="+", default=None, metavar="TEST",
+                    help="pjdfstest section: only these files or directories of the suite "
+                         "(e.g. chown open/06.t; default: all 8,770 cases)")
     ap.add_argument("--out", default=str(HERE / "results"), help="directory for the results")
     ap.add_argument("--name", default=None, help="results file stem (default: time and mode)")
     ap.add_argument("--workdir", default=None, help="where servers keep their data (default: $TMPDIR)")
@@ -125,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         print(src.with_suffix(".md").read_text())
         return 0
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
-    bad = set(sections) - {"host", "guest", "storage"}
+    bad = set(sections) - {"host", "guest", "storage", "pjdfstest"}
     if bad:
         ap.error(f"unknown sections {sorted(bad)}")
     if args.reps is None:
@@ -141,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for section in sections:
             s0 = time.perf_counter()
-            {"host": run_host, "guest": run_guest, "storage": run_storage}[section](args, base, results)
+            {"host": run_host, "guest": run_guest, "storage": run_storage,
+             "pjdfstest": run_pjdfstest}[section](args, base, results)
             results.setdefault("section_seconds", {})[section] = round(time.perf_counter() - s0, 1)
     except BenchError as e:
         print(f"\nBENCHMARK FAILED: {e}\n(no results written; scratch data in {base})", file=sys.stderr)

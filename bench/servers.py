@@ -111,12 +111,15 @@ class Ninep(Server):
 
     kind = "ninep"
 
-    def __init__(self, store: Path, workdir: Path):
+    def __init__(self, store: Path, workdir: Path, config: str | None = None):
         self.store = Path(store)
         self.aname = "main"
         self.log_path = Path(workdir) / "ninep.log"
         cmd = ninep_command() + ["serve", "--store", str(self.store),
                                  "--listen", "tcp:127.0.0.1:0"]
+        if config is not None:   # TOML text for --config
+            (Path(workdir) / "ninep.toml").write_text(config)
+            cmd += ["--config", str(Path(workdir) / "ninep.toml")]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=open(self.log_path, "ab"), start_new_session=True,
                                      cwd=str(ROOT))

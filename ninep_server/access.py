@@ -116,3 +116,21 @@ def check_sticky(dir_attr, victim_attr, cred: Credentials) -> None:
     if dir_attr.mode & stat.S_ISVTX and not cred.is_root:
         if cred.uid not in (dir_attr.uid, victim_attr.uid):
             raise FsError(errno.EPERM, "sticky directory")
+
+
+def mode_after_write(mode: int, gid: int, cred: Credentials) -> int:
+    """The mode a regular file keeps after ``cred`` writes to it.
+
+    Linux's ``file_remove_privs`` (``setattr_should_drop_suidgid`` in
+    fs/attr.c): a writer without CAP_FSETID clears set-user-ID always, and
+    set-group-ID when the group may execute or the writer is not in the
+    file's group. The v9fs client does not do this itself for cache=none
+    writes (``v9fs_file_write_iter`` sends Twrite straight away), so the
+    server does.
+    """
+    if cred.is_root or not stat.S_ISREG(mode) or not mode & (stat.S_ISUID | stat.S_ISGID):
+        return mode
+    new = mode & ~stat.S_ISUID
+    if mode & stat.S_ISGID and (mode & stat.S_IXGRP or not cred.in_group(gid)):
+        new &= ~stat.S_ISGID
+    return new

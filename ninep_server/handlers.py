@@ -25,7 +25,19 @@ from cas import XATTR_CREATE, XATTR_REPLACE, FsError
 from cas.names import NAME_MAX, XATTR_SIZE_MAX
 
 from . import protocol as p
-from .access import R, W, X, Credentials, check_sticky, credentials_for, permitted, require, require_owner, uid_for_name
+from .access import (
+    R,
+    W,
+    X,
+    Credentials,
+    check_sticky,
+    credentials_for,
+    mode_after_write,
+    permitted,
+    require,
+    require_owner,
+    uid_for_name,
+)
 from .fids import LIVE, NODE, SNAPDIR, XATTR_READ, XATTR_WRITE, Fid, FidTable, View
 from .locks import lock_range
 from .snapdir import SNAPDIR_NAME, snapshot_qid_base
@@ -508,6 +520,7 @@ class Handlers:
             buf[msg.offset : end] = msg.data
             return p.Rwrite(count=len(msg.data))
         self._writable(fid)
+        self._drop_privs(fid)
         vol = fid.view.volume
         n = vol.write_nowait(fid.ino, self._write_offset(fid, msg), msg.data)
         if n is None:
@@ -518,10 +531,19 @@ class Handlers:
     async def write(self, msg: p.Twrite) -> p.Rwrite:
         """A Twrite that stores chunks or waits (run after :meth:`write_inline` declined)."""
         fid = self._open_for(msg.fid, W)
+        self._drop_privs(fid)
         vol = fid.view.volume
         n = await self.server.run_io(vol.write, fid.ino, self._write_offset(fid, msg), msg.data)
         self.server.metrics_written(n)
         return p.Rwrite(count=n)
+
+    @staticmethod
+    def _drop_privs(fid: Fid) -> None:
+        """Clear set-user-ID / set-group-ID before a write, as Linux does (see mode_after_write)."""
+        attr = fid.view.volume.getattr(fid.ino)
+        mode = mode_after_write(attr.mode, attr.gid, fid.cred)
+        if mode != attr.mode:
+            fid.view.volume.setattr(fid.ino, mode=mode)
 
     @staticmethod
     def _write_offset(fid: Fid, msg: p.Twrite) -> int:
@@ -796,24 +818,21 @@ class Handlers:
 
     # -- locks -----------------------------------------------------------------
 
-    def _lock_fid(self, fid_no: int, type_: int) -> Fid:
+    def _lock_fid(self, fid_no: int, lock_type: int) -> Fid:
+        """The open fid a Tlock or Tgetlock names, once its lock type is known to be valid."""
         fid = self._node(fid_no)
         if not fid.opened:
             raise FsError(errno.EBADF, "lock on a fid that is not open")
+        if lock_type not in (p.LockType.RDLCK, p.LockType.WRLCK, p.LockType.UNLCK):
+            raise FsError(errno.EINVAL, "bad lock type")
         return fid
 
     async def lock(self, msg: p.Tlock) -> p.Rlock:
         fid = self._lock_fid(msg.fid, msg.type)
-        if msg.type not in (p.LockType.RDLCK, p.LockType.WRLCK, p.LockType.UNLCK):
-            raise FsError(errno.EINVAL, "bad lock type")
-        acc = fid.open_flags & _ACCMODE
-        if msg.type == p.LockType.WRLCK:
-            if fid.view.read_only:
-                raise FsError(errno.EROFS, "read-only file system")
-            if not acc & _WRITE_FLAGS:
-                raise FsError(errno.EBADF, "write lock needs a fid open for writing")
-        if msg.type == p.LockType.RDLCK and acc == p.OpenFlags.WRONLY:
-            raise FsError(errno.EBADF, "read lock needs a fid open for reading")
+        # Any open fid may take either lock type, on read-only exports and in
+        # snapshots too: flock(LOCK_EX) on a read-only descriptor reaches us as
+        # a write lock, and fcntl's open-mode rule is the client kernel's to
+        # enforce. Locks are advisory and change no data (DESIGN.md §4, §5).
         key = (fid.view.name, fid.ino)
         owner = (self.session_id, msg.client_id, msg.proc_id)
         start, end = lock_range(msg.start, msg.length)
@@ -830,8 +849,6 @@ class Handlers:
 
     def getlock(self, msg: p.Tgetlock) -> p.Rgetlock:
         fid = self._lock_fid(msg.fid, msg.type)
-        if msg.type not in (p.LockType.RDLCK, p.LockType.WRLCK, p.LockType.UNLCK):
-            raise FsError(errno.EINVAL, "bad lock type")
         key = (fid.view.name, fid.ino)
         owner = (self.session_id, msg.client_id, msg.proc_id)
         start, end = lock_range(msg.start, msg.length)

@@ -12,6 +12,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 
 import pytest
 
@@ -22,6 +23,8 @@ pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 def test_workload(vm_case, vm_batches, tmp_path):
     kind, vmc, name = vm_case
+    if name == harness.PJDFSTEST and harness.pjdfstest_tar() is None:
+        harness.unavailable(f"{harness.PJDFSTEST_TAR} not found in ../shared/ext-tests (or $NINEP_EXT_TESTS)")
     batch = vm_batches.get(kind, vmc)
     r = batch.results[name]
     where = f"{kind} {vmc.id} {name}"
@@ -37,6 +40,9 @@ def test_workload(vm_case, vm_batches, tmp_path):
     check = HOST_CHECKS.get(name)
     if check:
         check(view, vmc, tmp_path)
+    check = OUTPUT_CHECKS.get(name)
+    if check:
+        check(r.output, where)
 
 
 # ---------------------------------------------------------------------------
@@ -154,4 +160,23 @@ HOST_CHECKS = {
     "sqlite": host_sqlite,
     "git": host_git,
     "unshare": host_unshare,
+}
+
+
+# ---------------------------------------------------------------------------
+# checks of what a workload printed
+
+def output_pjdfstest(output: str, where: str) -> None:
+    """At least PJDFSTEST_MIN_PASSED cases pass; the summary and failing files are printed."""
+    summary = harness.parse_pjdfstest(output)
+    assert summary is not None, f"{where}: no summary line\n{output[-4000:]}"
+    report = "\n".join([summary.line, *summary.failed_files])
+    sys.__stderr__.write(f"\n  [vm {where}] {report.replace(chr(10), chr(10) + '    ')}\n")
+    assert summary.passed >= harness.PJDFSTEST_MIN_PASSED, (
+        f"{where}: {summary.passed} passed, fewer than {harness.PJDFSTEST_MIN_PASSED}\n{report}\n"
+        + "\n".join(summary.not_ok[:80]))
+
+
+OUTPUT_CHECKS = {
+    harness.PJDFSTEST: output_pjdfstest,
 }

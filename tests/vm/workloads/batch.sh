@@ -13,7 +13,9 @@ for wl in $WORKLOADS; do
     W=$MNT/wl-$wl
     rc=0
     if mkdir -p "$W"; then
-        (cd "$W" && WL=$wl W=$W exec timeout -k 10 "$WL_TIMEOUT" bash "/job/workloads/$wl.sh") || rc=$?
+        limit=WL_TIMEOUT_$wl
+        limit=${!limit:-$WL_TIMEOUT}
+        (cd "$W" && WL=$wl W=$W exec timeout -k 10 "$limit" bash "/job/workloads/$wl.sh") || rc=$?
     else
         rc=98
     fi
