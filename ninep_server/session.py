@@ -20,9 +20,15 @@ Bounds. Every request that becomes a task (a Tflush too) holds one of
 reading until one is (backpressure, so the connection's memory is bounded
 whatever it sends). Tasks finish on their own except Tlocks waiting for a
 lock, which may wait for a later request of this same connection; the lock
-table keeps those below the cap, so the reader always goes on. A connection
-must complete Tversion within ``handshake_timeout`` and, once negotiated,
-is closed after ``idle_timeout`` without any fid or request.
+table keeps those below the cap, so the reader always goes on. A TCP
+connection must complete Tversion within ``handshake_timeout`` and, once
+negotiated, is closed after ``idle_timeout`` without any fid or request.
+Unix-socket connections have neither deadline: QEMU's socket chardevs (the
+``trans=fd`` recipe) connect one per virtio-serial port when the VM starts,
+and send Tversion only when the guest mounts through that port, maybe
+hours later, and again on a later mount; they never reconnect. Only the
+socket's owner can connect (mode 0600), and they still count against
+``max_handshakes``.
 """
 
 from __future__ import annotations
@@ -91,7 +97,9 @@ class Session:
         self._slots = trio.Semaphore(server.config.max_requests_per_connection)
         # The reader runs in this scope: its deadline is the handshake
         # deadline, then the idle deadline while no fid is held.
-        self._handshake_deadline = trio.current_time() + server.config.handshake_timeout
+        self._timed = not peer.startswith("unix")  # see the module docstring
+        self._handshake_deadline = (trio.current_time() + server.config.handshake_timeout
+                                    if self._timed else math.inf)
         self._deadline_scope = trio.CancelScope(deadline=self._handshake_deadline)
         self._close_reason = ""
         self._fidless_since: float | None = None
@@ -149,7 +157,7 @@ class Session:
         """
         if not self.negotiated:
             deadline = self._handshake_deadline  # a failed renegotiation gets no new window
-        elif self.active or len(self.handlers.fids):
+        elif not self._timed or self.active or len(self.handlers.fids):
             self._fidless_since = None
             deadline = math.inf
         else:

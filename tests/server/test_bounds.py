@@ -200,6 +200,22 @@ async def test_connection_without_tversion_is_closed_after_the_handshake_timeout
         await c.write_file(b"still", b"here")
 
 
+async def test_unix_socket_connections_wait_for_their_tversion_and_outlive_unmounts(bounded):
+    """QEMU's socket chardevs (trans=fd) connect when the VM starts and send Tversion only
+    when the guest mounts, and again after an unmount: no deadline closes them."""
+    live = await bounded(handshake_timeout=0.2, idle_timeout=0.2)
+    stream = await trio.open_unix_socket(live.unix.split(":", 1)[1])
+    tcp = await _raw(live)
+    assert await _closed_by_server(tcp)  # the same wait closes a TCP connection
+    version = p.encode(p.Tversion(msize=8192, version=p.VERSION_9P2000L, tag=p.NOTAG))
+    await stream.send_all(version)
+    assert isinstance(p.decode(await stream.receive_some(4096)), p.Rversion)
+    await trio.sleep(1.0)  # negotiated, no fid ("unmounted"), five idle timeouts
+    await stream.send_all(version)  # the next mount through the same port
+    assert isinstance(p.decode(await stream.receive_some(4096)), p.Rversion)
+    await stream.aclose()
+
+
 async def test_a_bad_tversion_does_not_reset_the_handshake_deadline(bounded):
     live = await bounded(handshake_timeout=0.2)
     s = await _raw(live)

@@ -3,7 +3,7 @@
 # Each gets its own directory $MNT/wl-NAME; after it succeeds the guest's
 # view of that directory goes to $MNT/wl-NAME.manifest for the host check.
 . /job/config
-export MNT=$NINEP_AUTOMOUNT ACCESS CACHE TRANS TEST_UID TEST_GID
+export MNT=$NINEP_AUTOMOUNT ACCESS CACHE TRANS TEST_UID TEST_GID RO_ANAME
 getent passwd "$TEST_UID" >/dev/null || echo "tester$TEST_UID:x:$TEST_UID:$TEST_GID::/tmp:/bin/sh" >>/etc/passwd
 getent group "$TEST_GID" >/dev/null || echo "tester$TEST_GID:x:$TEST_GID:" >>/etc/group
 for wl in $WORKLOADS; do
