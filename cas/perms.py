@@ -85,29 +85,30 @@ def audit(root: str, *, deep: bool = False) -> list[Loose]:
             found.append(Loose(path, st.st_mode))
 
     check(root, os.lstat(root))
-    with os.scandir(root) as it:
-        top = sorted(it, key=lambda e: e.name)
-    for entry in top:
-        try:
-            st = entry.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue
+    for entry, st in _entries(root):
         check(entry.path, st)
         if entry.name.endswith(".tmp") and stat.S_ISDIR(st.st_mode):
             _scan_files(entry.path, check)  # DuckDB's spill files
     chunks = os.path.join(root, "chunks")
     if os.path.isdir(chunks):
-        with os.scandir(chunks) as it:
-            subdirs = sorted(it, key=lambda e: e.name)
-        for entry in subdirs:
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
+        for entry, st in _entries(chunks):
             check(entry.path, st)
             if deep and stat.S_ISDIR(st.st_mode):
                 _scan_files(entry.path, check)
     return found
+
+
+def _entries(directory: str) -> list[tuple[os.DirEntry, os.stat_result]]:
+    """The entries of ``directory`` by name, with their lstat; entries gone meanwhile are skipped."""
+    with os.scandir(directory) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    out = []
+    for entry in entries:
+        try:
+            out.append((entry, entry.stat(follow_symlinks=False)))
+        except FileNotFoundError:
+            continue
+    return out
 
 
 def _scan_files(directory: str, check) -> None:
