@@ -106,12 +106,24 @@ def ninep_command() -> list[str]:
     return [sys.executable, "-m", "ninep_server"]
 
 
+def code_env(code: Path | None) -> dict[str, str] | None:
+    """The environment that runs the ninep of source tree ``code`` (None: this one)."""
+    if code is None:
+        return None
+    return dict(os.environ, PYTHONPATH=str(code))
+
+
 class Ninep(Server):
-    """`ninep serve --store STORE` on an ephemeral port; attach to dataset "main"."""
+    """`ninep serve --store STORE` on an ephemeral port; attach to dataset "main".
+
+    ``code`` runs the server of another source tree (a git worktree of an older
+    commit, for A/B runs); by default the tree this module belongs to.
+    """
 
     kind = "ninep"
 
-    def __init__(self, store: Path, workdir: Path, config: str | None = None):
+    def __init__(self, store: Path, workdir: Path, config: str | None = None,
+                 code: Path | None = None):
         self.store = Path(store)
         self.aname = "main"
         self.log_path = Path(workdir) / "ninep.log"
@@ -122,7 +134,7 @@ class Ninep(Server):
             cmd += ["--config", str(Path(workdir) / "ninep.toml")]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=open(self.log_path, "ab"), start_new_session=True,
-                                     cwd=str(ROOT))
+                                     cwd=str(code or ROOT), env=code_env(code))
         found: list[str] = []
         done = threading.Event()
 

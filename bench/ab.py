@@ -1,0 +1,145 @@
+"""python -m bench.ab OLD NEW: two source trees of ninep measured in one interleaved run.
+
+For a change that must not cost speed (a refactor, say), check out the old
+commit beside the new one and compare them on the same machine, in the same
+minutes::
+
+    git worktree add /tmp/ninep-old <old-commit>
+    python -m bench.ab /tmp/ninep-old . --reps 3
+
+Measured, for each tree, ``--reps`` times, the trees alternating which goes
+first in each repetition:
+
+- ``diodcat`` (MB/s), ``diodls`` (entries/s) and pipelined ``getattr_16``
+  (Tgetattr/s, 16 outstanding) against that tree's ``ninep serve``, as in
+  ``python -m bench --only host`` (see bench/host.py);
+- ``bench_volume``'s small-file creation and sequential write/read figures,
+  from that tree's own ``bench/bench_volume.py`` (the engine API may differ
+  between the trees).
+
+Each ratio is new/old within one repetition; the table gives the median ratio
+and the medians of the absolute figures. Writes ``--out``/ab-<UTC time>.{md,json}.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from statistics import median
+
+from . import host
+from .servers import BenchError, Ninep, code_env, tempdir
+
+HERE = Path(__file__).resolve().parent
+HOST = ("diodcat", "diodls", "getattr_16")
+VOLUME = {
+    "small_files_per_s": "files/s",
+    "seq_write_MBps": "MB/s",
+    "seq_read_MBps": "MB/s",
+    "seq_read_warm_MBps": "MB/s",
+}
+
+
+def log(msg: str) -> None:
+    print(f"[ab {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def git_rev(tree: Path) -> str:
+    r = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
+                       capture_output=True, text=True)
+    return r.stdout.strip() or "?"
+
+
+def bench_volume(tree: Path, base: Path, args) -> dict[str, float]:
+    """The volume figures of ``tree``'s own bench_volume, one repetition."""
+    cmd = [sys.executable, "-m", "bench.bench_volume", "--dir", str(base), "--json",
+           "--small", str(args.small), "--seq-mib", str(args.seq_mib), "--reps", "1",
+           "--rss-files", "0"]
+    r = subprocess.run(cmd, cwd=tree, env=code_env(tree), capture_output=True, text=True,
+                       timeout=1800)
+    if r.returncode != 0:
+        raise BenchError(f"bench_volume in {tree} failed:\n{r.stderr[-2000:]}")
+    out = json.loads(r.stdout[r.stdout.index("{"):])
+    return {k: out[k]["volume"] for k in VOLUME if k in out}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("old", type=Path, help="source tree of the old commit (a git worktree)")
+    ap.add_argument("new", type=Path, help="source tree of the new commit")
+    ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions (default 3)")
+    ap.add_argument("--big-mib", type=int, default=128, help="size of the file diodcat reads")
+    ap.add_argument("--entries", type=int, default=5000, help="entries diodls -l lists")
+    ap.add_argument("--getattr-ops", type=int, default=20000, help="Tgetattr per measure")
+    ap.add_argument("--small", type=int, default=3000, help="bench_volume small files")
+    ap.add_argument("--seq-mib", type=int, default=256, help="bench_volume sequential MiB")
+    ap.add_argument("--dir", default=None, help="scratch directory (default: a temp dir in ./)")
+    ap.add_argument("--out", type=Path, default=HERE / "results", help="where results go")
+    args = ap.parse_args()
+    trees = {"old": args.old.resolve(), "new": args.new.resolve()}
+    sizes = host.HostSizes(big_mib=args.big_mib, entries=args.entries,
+                           getattr_ops=args.getattr_ops)
+    work = tempdir("bench-ab.", args.dir or os.getcwd())
+    figures: dict[str, dict[str, list[float]]] = {}
+    try:
+        servers = {}
+        try:
+            for side, tree in trees.items():
+                (work / side).mkdir()
+                servers[side] = Ninep(work / side / "store", work / side, code=tree)
+                log(f"{side}: {git_rev(tree)} serving at {servers[side].address}; populating")
+                host.populate_ninep(servers[side], sizes)
+            for r in range(args.reps):
+                order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
+                for name in HOST:
+                    for side in order:
+                        v = host.run_one(name, servers[side], sizes)
+                        figures.setdefault(name, {}).setdefault(side, []).append(v)
+                        log(f"rep {r + 1}/{args.reps} {name:18s} {side} {v:10.1f}")
+        finally:
+            for srv in servers.values():
+                srv.stop()
+        for r in range(args.reps):
+            order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
+            for side in order:
+                vol = bench_volume(trees[side], work, args)
+                for name, v in vol.items():
+                    figures.setdefault(name, {}).setdefault(side, []).append(v)
+                    log(f"rep {r + 1}/{args.reps} {name:18s} {side} {v:10.1f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report(figures, trees, args)
+
+
+def report(figures: dict, trees: dict, args) -> None:
+    units = dict(VOLUME, diodcat="MB/s", diodls="entries/s", getattr_16="ops/s")
+    rows, table = {}, []
+    for name, by in figures.items():
+        ratios = [n / o for o, n in zip(by["old"], by["new"])]
+        rows[name] = {"unit": units[name], "old": by["old"], "new": by["new"],
+                      "ratios": ratios, "median_ratio": median(ratios)}
+        table.append(f"| {name} | {units[name]} | {median(by['old']):,.1f} | "
+                     f"{median(by['new']):,.1f} | {median(ratios):.3f} | "
+                     f"{', '.join(f'{x:.3f}' for x in ratios)} |")
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    meta = {"old": {"tree": str(trees["old"]), "commit": git_rev(trees["old"])},
+            "new": {"tree": str(trees["new"]), "commit": git_rev(trees["new"])},
+            "reps": args.reps, "load_before": os.getloadavg()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"ab-{stamp}.json").write_text(json.dumps({"meta": meta, "figures": rows}, indent=1))
+    md = [f"# A/B: {meta['new']['commit']} (new) against {meta['old']['commit']} (old)", "",
+          f"{args.reps} interleaved repetitions; ratio = new/old within a repetition.", "",
+          "| measure | unit | old (median) | new (median) | median ratio | ratios |",
+          "|---|---|---|---|---|---|", *table, ""]
+    (args.out / f"ab-{stamp}.md").write_text("\n".join(md))
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()
