@@ -41,8 +41,8 @@ examples:
   ninep volume delete web                   # refused while a client has it attached
 
 the printed options (o=...):
-  trans=tcp,port=PORT  connect to device=IPV4 on PORT. v9fs takes only an IPv4
-                       literal here: no host name, no IPv6 address
+  trans=tcp,port=PORT  connect to device=IPV4 on PORT; v9fs takes only an
+                       IPv4 literal here: no host name, no IPv6 address
   trans=unix           device=/path/to.sock: a unix socket of the server on the
                        container host; no network, only root (the socket is 0600)
   version=9p2000.L     the Linux dialect ninep speaks
@@ -128,15 +128,14 @@ def unusable(address: Address) -> str | None:
 
 def choose_address(candidates: list[Address], where: str) -> Address:
     """The first address of ``candidates`` that v9fs can mount; CommandError naming why not."""
+    if not candidates:
+        raise CommandError(f"{where} lists no address: pass --address tcp:IPV4:PORT or unix:/PATH")
     reasons = []
     for address in candidates:
         reason = unusable(address)
         if reason is None:
             return address
         reasons.append(reason)
-    if not candidates:
-        raise CommandError(f"{where}: pass --address tcp:IPV4:PORT or unix:/PATH "
-                           "(or --config with the server's [server] listen)")
     raise CommandError(f"{where} has no address v9fs can mount: " + "; ".join(reasons))
 
 
@@ -212,9 +211,11 @@ def _create(args) -> int:
             status = be.status()
             address = choose_address([parse_address(a) for a in status["listening"]], "the running server")
         else:
-            where = (f"no server is running for {args.store} and {args.config} has no [server] listen" if config
-                     else f"no server is running for {args.store}, so there is no address to print")
-            address = choose_address(list(config.listen) if config else [], where)
+            if not (config and config.listen):
+                unset = f" and {args.config} sets no [server] listen" if config else ""
+                raise CommandError(f"no server is running for {args.store}{unset}: pass --address tcp:IPV4:PORT "
+                                   "or unix:/PATH, or --config with the server's [server] listen")
+            address = choose_address(list(config.listen), f"[server] listen in {args.config}")
         what = f"cannot create volume {args.name!r}"
         _call(what, lambda: be.create_dataset(args.name))
         props = {k: v for k, v in (("quota", args.quota), ("read_only", args.read_only or None)) if v is not None}
