@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -13,7 +14,9 @@ from pathlib import Path
 import pytest
 import trio
 
+from ninep_server.address import Address
 from ninep_server.client import connect
+from ninep_server.config import ConfigError, parse_config
 
 from ..readme_blocks import blocks
 from ..servers import RunningServer, start_ninep
@@ -166,6 +169,18 @@ def test_stopped_store_with_config(tmp_path, store):
     proc = ninep("volume", "create", "db", "--config", config, "--store", store, ok=False)
     assert proc.returncode == 1 and "server.listen must be a list of addresses" in proc.stderr
     assert set(volumes(store)) == {"web", "app"}
+
+
+@pytest.mark.parametrize("listen, message", [
+    (["tcp:127.0.0.1"], "server.listen: bad address 'tcp:127.0.0.1'"),
+    ("unix:/x", "server.listen must be a list of addresses"),
+    ([5640], "server.listen must be a list of addresses"),
+])
+def test_config_listen_is_checked(listen, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config({"server": {"listen": listen}})
+    assert parse_config({"server": {"listen": ["unix:/a", "tcp:[::1]:0"]}}).listen == \
+        (Address("unix", path="/a"), Address("tcp", host="::1", port=0))
 
 
 def test_serve_listens_where_the_config_says_and_volume_finds_its_admin_socket(tmp_path, store):
