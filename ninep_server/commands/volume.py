@@ -44,7 +44,8 @@ the printed options (o=...):
   trans=tcp,port=PORT  connect to device=IPV4 on PORT; v9fs takes only an
                        IPv4 literal here: no host name, no IPv6 address
   trans=unix           device=/path/to.sock: a unix socket of the server on the
-                       container host; no network, only root (the socket is 0600)
+                       container host; no network, and only the socket's owner
+                       and root connect (mode 0600 unless unix_socket_mode)
   version=9p2000.L     the Linux dialect ninep speaks
   msize=512000         largest 9P message; what the kernel tests use (the server
                        accepts up to 1 MiB on tcp and unix)
@@ -72,8 +73,7 @@ limits:
     Docker can, rootless Podman cannot (use sudo podman, or a bind mount of a
     9p mount made by root: -v /mnt/web:/data)
   - the client does not reconnect: after the server restarts, a mounted volume
-    fails (EIO or ENOTCONN) until the runtime mounts it again (restart the
-    container)
+    returns errors until the runtime mounts it again (restart the container)
 """
 
 
