@@ -173,7 +173,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the server's configuration file: its [server] listen and [admin] socket")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_create)
-    p = cmds.add_parser("list", help="list volumes with their size and snapshots")
+    p = cmds.add_parser("list", help="list volumes: size (the live files' bytes, as du -b), quota, snapshots")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_list)
     p = cmds.add_parser("delete", help="delete a volume's dataset and everything in it")
