@@ -7,7 +7,7 @@ import os
 import sys
 
 from . import __version__
-from .commands import dataset, fsck, gc, scrub, serve, snapshot, stats, status, transfer
+from .commands import dataset, fsck, gc, scrub, serve, snapshot, stats, status, transfer, volume
 from .commands.common import CommandError
 from .logs import LEVELS, configure_logging
 
@@ -25,7 +25,7 @@ Quick start:
 Run "ninep COMMAND --help" for each command's options and examples.
 """
 
-COMMANDS = (serve, status, snapshot, dataset, transfer, stats, gc, fsck, scrub)
+COMMANDS = (serve, status, snapshot, dataset, volume, transfer, stats, gc, fsck, scrub)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
 Example ``ninep.toml``::
 
     [server]
+    listen = ["tcp:127.0.0.1:5640", "unix:/run/ninep/ninep.sock"]  # when serve has no --listen
     max_connections = 256          # sessions past Tversion
     max_handshakes = 64            # connections still negotiating; a new one evicts the oldest
     handshake_timeout = 10         # seconds to complete Tversion, else the connection closes
@@ -51,6 +52,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .address import Address, parse_address
 from .scheduler import Schedule, parse_schedules
 
 SQUASH_MODES = ("none", "root", "all")
@@ -138,6 +140,7 @@ class ServerConfig:
     """Server-wide settings plus the declared exports."""
 
     exports: dict[str, ExportConfig] = field(default_factory=dict)
+    listen: tuple[Address, ...] = ()  # used when `ninep serve` has no --listen
     export_unlisted: bool = True
     max_connections: int = 256  # sessions that completed Tversion
     max_handshakes: int = 64  # connections still negotiating (the oldest is closed for a new one)
@@ -228,6 +231,8 @@ def parse_config(data: dict, source: str = "config") -> ServerConfig:
                 kwargs[key] = int(str(value), 8)
             except ValueError:
                 raise ConfigError(f"{source}: server.unix_socket_mode must be octal like \"0600\"") from None
+        elif key == "listen":
+            kwargs[key] = _parse_listen(value, source)
         elif key == "free_space_reserve":
             try:
                 kwargs[key] = parse_reserve(value)
@@ -254,6 +259,15 @@ def parse_config(data: dict, source: str = "config") -> ServerConfig:
     for name, table in data.get("exports", {}).items():
         exports[name] = _parse_export(name, table, source)
     return ServerConfig(exports=exports, **kwargs)
+
+
+def _parse_listen(value, source: str) -> tuple[Address, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f'{source}: server.listen must be a list of addresses, e.g. ["tcp:127.0.0.1:5640"]')
+    try:
+        return tuple(parse_address(v) for v in value)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: server.listen: {exc}") from None
 
 
 def _parse_admin(table: dict, source: str) -> dict:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite drives for real: diod (reference
 # 9P server and the diodcat/diodls clients), QEMU, busybox-static and
-# debootstrap (guest images for the kernel tests). Idempotent; needs root
+# debootstrap (guest images for the kernel tests), systemd's systemd-analyze
+# (checks docs/systemd/ninep.service). Idempotent; needs root
 # (or sudo) only when something is missing.
 set -euo pipefail
 
@@ -13,6 +14,7 @@ declare -A want=(
   [e2fsprogs]=/sbin/mke2fs
   [cpio]=/usr/bin/cpio
   [kmod]=/sbin/depmod
+  [systemd]=/usr/bin/systemd-analyze
 )
 missing=()
 for pkg in "${!want[@]}"; do

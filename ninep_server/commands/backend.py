@@ -167,9 +167,14 @@ class LocalBackend:
 
 def _server_socket(store: str) -> str | None:
     """The admin socket of a server running on ``store``, if one answers."""
+    return answering_socket(Path(store) / "admin.sock")
+
+
+def answering_socket(path: str | Path) -> str | None:
+    """``unix:PATH`` when a server answers on the admin socket ``path``, else None."""
     import socket
 
-    path = Path(store) / "admin.sock"
+    path = Path(path)
     if not path.exists():
         return None
     with socket.socket(socket.AF_UNIX) as probe:

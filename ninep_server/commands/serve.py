@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..address import parse_address
-from ..config import parse_reserve
+from ..config import ConfigError, load_config, parse_reserve
 from .common import DEFAULT_STORE
 
 DEFAULT_LISTEN = "tcp:127.0.0.1:5640"
@@ -56,7 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="append",
         type=_address,
         metavar="ADDR",
-        help=f"address to listen on; repeat for several (default: {DEFAULT_LISTEN})",
+        help=f"address to listen on; repeat for several (default: [server] listen in --config, "
+        f"else {DEFAULT_LISTEN})",
     )
     serve.add_argument("--config", metavar="FILE", help="TOML file declaring exports and limits (see README)")
     serve.add_argument(
@@ -72,6 +73,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from ..server import run_server
 
-    listen = args.listen or [parse_address(DEFAULT_LISTEN)]
+    listen = args.listen or _configured_listen(args.config) or [parse_address(DEFAULT_LISTEN)]
     return run_server(store_path=args.store, listen=listen, config_path=args.config,
                       reserve=args.free_space_reserve)
+
+
+def _configured_listen(path: str | None) -> list:
+    """``[server] listen`` of the configuration file (run_server reports a bad file)."""
+    if not path:
+        return []
+    try:
+        return list(load_config(path).listen)
+    except ConfigError:
+        return []
