@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import trio
 
-from .access import host_identity
+from .access import HostIdentities
 from .admission import Admission
 from .config import ServerConfig
 from .locks import LockTable
@@ -29,18 +29,6 @@ class IoRunner:
 
     async def __call__(self, fn, *args):
         return await trio.to_thread.run_sync(functools.partial(fn, *args), limiter=self._limiter)
-
-
-class HostIdentities:
-    """Host user-database identities of uids, each looked up once."""
-
-    def __init__(self) -> None:
-        self._known: dict[int, tuple | None] = {}
-
-    def __call__(self, uid: int):
-        if uid not in self._known:
-            self._known[uid] = host_identity(uid)
-        return self._known[uid]
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,7 +1,11 @@
-"""9P2000.L operations mapped onto cas.Volume, with permission checks.
+"""9P2000.L operations mapped onto a view's tree, with permission checks.
 
 One :class:`Handlers` instance serves one connection. Each ``T`` message
-class maps to a method returning the ``R`` message. Plain methods run inline
+class maps to a method returning the ``R`` message: a method of this class
+for names (attach, walk, open, create, remove, rename, readdir, clunk), or
+of one of the operation groups it holds (:mod:`.attr_ops`, :mod:`.data_ops`,
+:mod:`.xattr_ops`, :mod:`.lock_ops`). What a name leads to across views
+(``/.snapshots``, snapshots) is the :class:`~.namespace.Namespace`'s call. Plain methods run inline
 on the trio thread (metadata lives in memory, so they take microseconds);
 ``async`` methods are run as their own task because they wait for a worker
 thread (data I/O, fsync) or for a lock.

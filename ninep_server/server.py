@@ -13,12 +13,13 @@ import trio
 from cas import Store
 
 from . import __version__
+from .access import HostIdentities
 from .admin.context import AdminContext
 from .admin.jobs import JobManager
 from .admin.operations import Operations
 from .admission import Admission
 from .config import ServerConfig
-from .context import HandlerContext, HostIdentities, IoRunner, SessionContext
+from .context import HandlerContext, IoRunner, SessionContext
 from .locks import LockTable
 from .metrics import ServerMetrics
 from .namespace import Namespace
