@@ -126,7 +126,8 @@ def serve(store_path: str, config_path: str) -> None:
     from cas import Store
     from ninep_server.address import parse_address
     from ninep_server.config import load_config
-    from ninep_server.server import Server, open_listener
+    from ninep_server.listen import open_listener
+    from ninep_server.server import Server
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     config = load_config(config_path)

@@ -54,6 +54,18 @@ def host_identity(uid: int) -> tuple[int, frozenset[int]] | None:
     return pw.pw_gid, frozenset(groups)
 
 
+class HostIdentities:
+    """Host user-database identities of uids, each looked up once."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, tuple | None] = {}
+
+    def __call__(self, uid: int):
+        if uid not in self._known:
+            self._known[uid] = host_identity(uid)
+        return self._known[uid]
+
+
 def uid_for_name(uname: bytes) -> int | None:
     """Resolve a Tattach uname when n_uname is absent."""
     try:
@@ -70,7 +82,7 @@ def credentials_for(uid: int, export: ExportConfig, lookup=host_identity) -> Cre
     """Apply squashing and find the groups of ``uid`` for this export.
 
     ``lookup`` resolves a uid in the host database (the server passes a
-    per-server cache of :func:`host_identity`).
+    per-server :class:`HostIdentities`).
     """
     if export.squash == "all" or (export.squash == "root" and uid == 0):
         return Credentials(export.anon_uid, export.anon_gid, frozenset({export.anon_gid}))

@@ -39,17 +39,13 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
 import structlog
 import trio
 
 from . import protocol as p
+from .context import SessionContext
 from .handlers import Handlers
 from .transport import Transport
-
-if TYPE_CHECKING:
-    from .server import Server
 
 log = structlog.get_logger(__name__)
 
@@ -78,14 +74,14 @@ class _Active:
 class Session:
     """Serves one connected client until it disconnects or the server stops."""
 
-    def __init__(self, server: Server, stream: trio.abc.Stream, session_id: int, peer: str):
-        self.server = server
+    def __init__(self, ctx: SessionContext, stream: trio.abc.Stream, session_id: int, peer: str):
+        self.ctx = ctx
         self.stream = stream
         self.transport = Transport(stream)
         self.id = session_id
         self.peer = peer
         peer_host = None if peer.startswith("unix") else peer.rsplit(":", 1)[0].strip("[]")
-        self.handlers = Handlers(server, session_id, peer_host)
+        self.handlers = Handlers(ctx.handlers, session_id, peer_host)
         self.msize = p.MAX_MSIZE
         self.negotiated = False
         self.active: dict[int, _Active] = {}
@@ -94,11 +90,11 @@ class Session:
         self._inline_bytes = 0
         self._outq_ready = trio.Event()
         self._send_lock = trio.Lock()
-        self._slots = trio.Semaphore(server.config.max_requests_per_connection)
+        self._slots = trio.Semaphore(ctx.config.max_requests_per_connection)
         # The reader runs in this scope: its deadline is the handshake
         # deadline, then the idle deadline while no fid is held.
         self._timed = not peer.startswith("unix")  # see the module docstring
-        self._handshake_deadline = (trio.current_time() + server.config.handshake_timeout
+        self._handshake_deadline = (trio.current_time() + ctx.config.handshake_timeout
                                     if self._timed else math.inf)
         self._deadline_scope = trio.CancelScope(deadline=self._handshake_deadline)
         self._close_reason = ""
@@ -123,14 +119,14 @@ class Session:
                     self._log_refusal("warning", "closing connection: protocol violation", reason=str(exc))
                 except _Refused:
                     self._log_refusal("warning", "refusing session: too many clients",
-                                      limit=self.server.config.max_connections)
+                                      limit=self.ctx.config.max_connections)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass
                 if self._deadline_scope.cancelled_caught:
                     self.log.info("closing connection", reason=self._close_reason or self._timeout_reason())
                 # Let requests already accepted finish (graceful stop), then close.
                 if self._stopping.is_set():
-                    with trio.move_on_after(self.server.shutdown_grace):
+                    with trio.move_on_after(self.ctx.shutdown_grace):
                         await self._wait_idle()
                 nursery.cancel_scope.cancel()
         finally:
@@ -146,8 +142,8 @@ class Session:
 
     def _timeout_reason(self) -> str:
         if not self.negotiated:
-            return f"no Tversion within {self.server.config.handshake_timeout} s"
-        return f"idle without a fid for {self.server.config.idle_timeout} s"
+            return f"no Tversion within {self.ctx.config.handshake_timeout} s"
+        return f"idle without a fid for {self.ctx.config.idle_timeout} s"
 
     def _refresh_deadline(self) -> None:
         """Arm the idle deadline while the session holds no fid and runs nothing.
@@ -163,7 +159,7 @@ class Session:
         else:
             if self._fidless_since is None:
                 self._fidless_since = trio.current_time()
-            deadline = self._fidless_since + self.server.config.idle_timeout
+            deadline = self._fidless_since + self.ctx.config.idle_timeout
         if deadline != self._deadline_scope.deadline:
             self._deadline_scope.deadline = deadline
 
@@ -274,7 +270,7 @@ class Session:
                 return False
             reply.tag = msg.tag
             self._queue_inline(reply)
-        self.server.observe(type(msg).__name__, time.perf_counter() - started)
+        self.ctx.metrics.observe(type(msg).__name__, time.perf_counter() - started)
         return True
 
     async def _run_task(self, method, msg: p.Message, active: _Active) -> None:
@@ -288,7 +284,7 @@ class Session:
             active.done.set()
             if not self.active:
                 self._refresh_deadline()
-            self.server.observe(type(msg).__name__, time.perf_counter() - started)
+            self.ctx.metrics.observe(type(msg).__name__, time.perf_counter() - started)
 
     @contextmanager
     def _errors_as_rlerror(self, msg: p.Message, inline: bool = False):
@@ -326,7 +322,7 @@ class Session:
         # Only the exact string: "9P2000.Lx" stripped of its suffix is "9P2000"
         # (version(5)), which this server does not speak.
         if msg.version == p.VERSION_9P2000L and msg.msize >= _MIN_MSIZE:
-            if not self.server.admission.negotiated(self):
+            if not self.ctx.admission.negotiated(self):
                 raise _Refused()
             self.msize = min(msg.msize, p.MAX_MSIZE)
             self.handlers.msize = self.msize
@@ -346,7 +342,7 @@ class Session:
 
     def _log_refusal(self, level: str, event: str, **kw) -> None:
         """Log a refused or failed request, within the server's rate limit."""
-        dropped = self.server.refusal_log.allow()
+        dropped = self.ctx.refusal_log.allow()
         if dropped is None:
             return
         if dropped:

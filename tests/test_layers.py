@@ -21,13 +21,24 @@ def _lint_imports() -> str:
 
 def test_import_contracts_are_kept():
     """cas never imports ninep_server, the codec imports nothing else of the project,
-    and no two modules of cas import each other (TYPE_CHECKING and function-level
-    imports included)."""
+    and no two modules of cas, nor of ninep_server (at any depth: admin, commands,
+    protocol), import each other (TYPE_CHECKING and function-level imports included)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     r = subprocess.run([_lint_imports(), "--no-cache"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "BROKEN" not in r.stdout and " KEPT" in r.stdout
+
+
+def test_no_cycle_contracts_cover_both_packages():
+    """An acyclic_siblings contract covers cas and one covers ninep_server, and
+    neither excludes imports under TYPE_CHECKING."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    assert config["exclude_type_checking_imports"] is False
+    acyclic = [c for c in config["contracts"] if c["type"] == "acyclic_siblings"]
+    covered = {a for c in acyclic for a in c["ancestors"]}
+    assert {"cas", "ninep_server"} <= covered
+    assert not any(c.get("skip_descendants") or c.get("ignore_imports") for c in acyclic)
 
 
 def test_codec_contract_names_every_other_module():

@@ -2,8 +2,9 @@
 
 Every route is a thin adapter: parse the request, run an
 :class:`~.operations.Operations` call in a worker thread (through the
-server, which serializes catalog changes with its commit lock), and answer
-JSON. Errors carry stable codes (see :mod:`.errors`).
+:class:`~.context.AdminContext`, which serializes catalog changes with the
+server's commit lock), and answer JSON. Errors carry stable codes (see
+:mod:`.errors`). :func:`serve` runs the app on a bound socket.
 """
 
 from __future__ import annotations
@@ -11,20 +12,19 @@ from __future__ import annotations
 import hmac
 import json
 import os
-from typing import TYPE_CHECKING
+import socket
 
+import trio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .context import AdminContext
 from .errors import ApiError, bad_request, from_oserror
 from .jobs import jsonable
 from .openapi import OPENAPI
-
-if TYPE_CHECKING:
-    from ..server import Server
 
 
 class _TokenMiddleware:
@@ -73,8 +73,8 @@ def _str_field(body: dict, key: str) -> str:
     return value
 
 
-def create_app(server: Server, *, token: str | None = None) -> Starlette:
-    """The admin ASGI app for one server; with ``token``, requests need it.
+def create_app(ctx: AdminContext, *, token: str | None = None) -> Starlette:
+    """The admin ASGI app for one server's context; with ``token``, requests need it.
 
     Over the owner-only unix socket, import and export may use any path on
     the server's host (the caller is the server's own user). Over TCP they
@@ -83,7 +83,7 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
     host directory is opened beneath its root without following symlinks
     (cas/hostdirs.py), so swapping a path component meanwhile leads nowhere.
     """
-    roots = None if token is None else [os.path.realpath(r) for r in server.config.admin_transfer_roots]
+    roots = None if token is None else [os.path.realpath(r) for r in ctx.config.admin_transfer_roots]
 
     def allowed_path(path: str, what: str) -> str:
         if "\0" in path:
@@ -97,7 +97,7 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
 
     async def run(fn, *args, **kwargs):
         try:
-            return await server.admin_call(fn, *args, **kwargs)
+            return await ctx.call(fn, *args, **kwargs)
         except OSError as exc:
             raise from_oserror(exc) from None
 
@@ -108,13 +108,13 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
         return ok({"status": "ok"})
 
     async def metrics(request: Request):
-        return Response(await server.render_metrics(), media_type="text/plain; version=0.0.4")
+        return Response(await ctx.render_metrics(), media_type="text/plain; version=0.0.4")
 
     async def openapi(request: Request):
         return JSONResponse(OPENAPI)
 
     async def status(request: Request):
-        return ok(server.status())
+        return ok(ctx.status())
 
     async def datasets(request: Request):
         if request.method == "POST":
@@ -126,14 +126,14 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
     async def dataset(request: Request):
         name = request.path_params["name"]
         if request.method == "DELETE":
-            server.check_dataset_deletable(name)
+            ctx.check_dataset_deletable(name)
             result = await run(lambda ops: ops.delete_dataset(name))
-            server.forget_dataset(name)
+            ctx.dataset_deleted(name)
             return ok(result)
         if request.method == "PATCH":
             body = await _json_body(request, required=True)
             updated = await run(lambda ops: ops.set_dataset(name, body))
-            server.properties_changed(name, updated)
+            ctx.properties_changed(name, updated)
             return ok(updated)
         found = [d for d in await run(lambda ops: ops.list_datasets()) if d["name"] == name]
         if not found:
@@ -152,7 +152,7 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
         name, snap = request.path_params["name"], request.path_params["snapshot"]
         if request.method == "DELETE":
             result = await run(lambda ops: ops.delete_snapshot(name, snap))
-            server.forget_snapshot_view(name, snap)
+            ctx.snapshot_deleted(name, snap)
             return ok(result)
         found = [s for s in await run(lambda ops: ops.list_snapshots(name)) if s["name"] == snap]
         if not found:
@@ -181,7 +181,7 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
         return ok(await run(lambda ops: ops.diff(name, a, b)))
 
     async def stats(request: Request):
-        return ok(await server.admin_read(lambda ops: ops.stats()))
+        return ok(await ctx.read(lambda ops: ops.stats()))
 
     def _job_body(kind: str, body: dict):
         """Validate a job request; returns the worker-thread body."""
@@ -231,12 +231,12 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
             if allowed is not None and set(body) - allowed - {"kind"}:
                 raise bad_request(f"fields {sorted(set(body) - allowed - {'kind'})} do not apply to a {kind} job")
             params, work = _job_body(kind, body)
-            job = server.start_job(kind, params, work)
+            job = ctx.start_job(kind, params, work)
             return ok(job.to_dict(), 202)
-        return ok([j.to_dict() for j in server.jobs.list()])
+        return ok([j.to_dict() for j in ctx.jobs.list()])
 
     async def job(request: Request):
-        found = server.jobs.get(request.path_params["id"])
+        found = ctx.jobs.get(request.path_params["id"])
         if found is None:
             raise ApiError(404, "not_found", f"no job {request.path_params['id']!r}")
         return ok(found.to_dict())
@@ -278,3 +278,17 @@ def create_app(server: Server, *, token: str | None = None) -> Starlette:
         middleware=middleware,
         exception_handlers={ApiError: api_error, 404: not_found, 405: not_found, Exception: internal},
     )
+
+
+async def serve(ctx: AdminContext, sock: socket.socket, token: str | None, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Serve the admin app on a bound, listening socket until cancelled."""
+    from hypercorn.config import Config as HypercornConfig
+    from hypercorn.trio import serve as hypercorn_serve
+
+    config = HypercornConfig()
+    # hypercorn owns the descriptor from here on (and closes it at shutdown).
+    config.bind = [f"fd://{sock.detach()}"]
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = 2
+    await hypercorn_serve(create_app(ctx, token=token), config, task_status=task_status)

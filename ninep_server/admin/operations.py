@@ -19,7 +19,7 @@ from cas.properties import INTERNAL
 from cas.gc import collect
 from cas.scrub import scrub
 from cas.stats import collect_stats
-from cas.names import LABEL_RE as NAME_RE
+from cas.names import check_label
 from cas.transfer import export_size, export_tree, import_tree, scan_size
 
 from ..scheduler import parse_schedules
@@ -30,11 +30,6 @@ EVERY_RE = re.compile(r"[1-9][0-9]{0,8}[smhdw]?")
 
 def _when(ns: int) -> str:
     return datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def check_name(kind: str, name: str) -> None:
-    if not NAME_RE.fullmatch(name or ""):
-        raise FsError(errno.EINVAL, f"invalid {kind} name {name!r}: use [A-Za-z0-9][A-Za-z0-9_.-]{{0,63}}")
 
 
 class Operations:
@@ -90,7 +85,7 @@ class Operations:
         return sorted(names[ds] for ds, origin in origins.items() if ds in names and origin and origin.startswith(prefix))
 
     def create_dataset(self, name: str) -> dict:
-        check_name("dataset", name)
+        check_label(name, "dataset")
         self.store.create_dataset(name)
         return next(d for d in self.list_datasets() if d["name"] == name)
 
@@ -131,7 +126,7 @@ class Operations:
         return next(ds for ds, n, _ in self.store.catalog.datasets() if n == name)
 
     def clone(self, dataset: str, name: str, new_dataset: str) -> dict:
-        check_name("dataset", new_dataset)
+        check_label(new_dataset, "dataset")
         self.store.clone(dataset, name, new_dataset)
         self.store.properties.set(self._ds_id(new_dataset), {"origin": f"{dataset}@{name}"})
         return {"dataset": new_dataset, "origin": f"{dataset}@{name}"}

@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ..server import run_server
+    from ..listen import run_server
 
     listen = args.listen or _configured_listen(args.config) or [parse_address(DEFAULT_LISTEN)]
     return run_server(store_path=args.store, listen=listen, config_path=args.config,

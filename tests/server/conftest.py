@@ -12,7 +12,8 @@ from cas import Store
 from ninep_server.address import Address, parse_address
 from ninep_server.client import connect
 from ninep_server.config import ServerConfig, parse_config
-from ninep_server.server import Server, bind_socket, open_listener
+from ninep_server.listen import bind_socket, open_listener
+from ninep_server.server import Server
 
 ADMIN_TOKEN = "test-token-0123456789abcdef"
 

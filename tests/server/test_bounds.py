@@ -143,7 +143,7 @@ async def test_request_cap_stops_reading_and_spares_other_connections(bounded):
             trio.from_thread.run_sync(held.set)
             release.wait()
 
-        nursery.start_soon(live.server.admin_call, hold)
+        nursery.start_soon(live.server.admin.call, hold)
         await held.wait()
         try:
             async with live.connect() as c, live.connect() as bystander:
