@@ -10,6 +10,7 @@ from .errors import CorruptChunkError, FsError, StoreFormatError, StoreLockedErr
 from .records import Attr, DiffEntry, DirEntry, SnapshotInfo, StatFs
 from .snapview import SnapshotVolume
 from .store import Store
+from .tree import ReadOnlyTree, Tree
 from .volume import XATTR_CREATE, XATTR_REPLACE, Volume
 
 __all__ = [

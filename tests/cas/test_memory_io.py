@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import pytest
 
 from cas import CorruptChunkError
-from cas.volume import READAHEAD_CHUNKS
+from cas.reads import READAHEAD_CHUNKS
 
 CS = 128 * 1024
 
@@ -25,7 +25,7 @@ def _big_file(env, chunks=12):
 
 def _evict(env, ino):
     """Drop the file's chunk files from the kernel's page cache (they are clean after a commit)."""
-    for idx, (h, _, _) in env.vol._file(ino).extents.items():
+    for idx, (h, _, _) in env.vol.cache.file(ino).extents.items():
         fd = os.open(env.store.chunks.path(h), os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -90,7 +90,7 @@ def test_read_cached_serves_the_page_cache_and_declines_the_disk(env):
 def test_read_cached_verifies_what_it_reads(env):
     ino, data = _big_file(env, chunks=2)
     vol = env.vol
-    path, good = (env.store.chunks.path(h) for h, _, _ in vol._file(ino).extents.values())
+    path, good = (env.store.chunks.path(h) for h, _, _ in vol.cache.file(ino).extents.values())
     os.chmod(path, 0o644)
     with open(path, "r+b") as fh:
         fh.write(b"X")
