@@ -123,59 +123,60 @@ class ReadOnlyTree:
     read_only = True
     erofs_message = "EROFS: read-only"
 
-    def _refuse(self):
+    def refuse(self):
+        """Raise FsError(EROFS) with :attr:`erofs_message`."""
         raise FsError(errno.EROFS, self.erofs_message)
 
     def setattr(self, ino: int, *, mode: int | None = None, uid: int | None = None,
                 gid: int | None = None, size: int | None = None, atime_ns: int | None = None,
                 mtime_ns: int | None = None, ctime_ns: int | None = None) -> Attr:
         """EROFS."""
-        self._refuse()
+        self.refuse()
 
     def create(self, parent: int, name: bytes, mode: int, uid: int, gid: int) -> Attr:
         """EROFS."""
-        self._refuse()
+        self.refuse()
 
     def mkdir(self, parent: int, name: bytes, mode: int, uid: int, gid: int) -> Attr:
         """EROFS."""
-        self._refuse()
+        self.refuse()
 
     def mknod(self, parent: int, name: bytes, mode: int, rdev: int, uid: int, gid: int) -> Attr:
         """EROFS."""
-        self._refuse()
+        self.refuse()
 
     def symlink(self, parent: int, name: bytes, target: bytes, uid: int, gid: int) -> Attr:
         """EROFS."""
-        self._refuse()
+        self.refuse()
 
     def link(self, ino: int, newparent: int, newname: bytes) -> Attr:
         """EROFS."""
-        self._refuse()
+        self.refuse()
 
     def unlink(self, parent: int, name: bytes) -> None:
         """EROFS."""
-        self._refuse()
+        self.refuse()
 
     def rmdir(self, parent: int, name: bytes) -> None:
         """EROFS."""
-        self._refuse()
+        self.refuse()
 
     def rename(self, oldparent: int, oldname: bytes, newparent: int, newname: bytes) -> None:
         """EROFS."""
-        self._refuse()
+        self.refuse()
 
     def write(self, ino: int, offset: int, data) -> int:
         """EROFS."""
-        self._refuse()
+        self.refuse()
 
     def write_nowait(self, ino: int, offset: int, data) -> int | None:
         """EROFS."""
-        self._refuse()
+        self.refuse()
 
     def setxattr(self, ino: int, name: bytes, value: bytes, flags: int = 0) -> None:
         """EROFS."""
-        self._refuse()
+        self.refuse()
 
     def removexattr(self, ino: int, name: bytes) -> None:
         """EROFS."""
-        self._refuse()
+        self.refuse()
