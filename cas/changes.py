@@ -173,26 +173,10 @@ class Changes:
             e = pnode.children.get(name)
             if e is not None:
                 batch.entry_rows.append((parent, name, e[0], e[1], e[2]))
-        for key in cap.extents:
-            ino, idx = key
-            node = inodes.get(ino)
-            if node is None or node.ds != ds or node.extents is None:
-                continue  # None: reloaded since (a commit set it aside), nothing to write
-            if node.persisted:
-                batch.extent_retire.append(key)
-            e = node.extents.get(idx)
-            if e is not None:
-                batch.extent_rows.append((ino, idx, e[0], e[1]))
-        for key in cap.xattrs:
-            ino, name = key
-            node = inodes.get(ino)
-            if node is None or node.ds != ds or node.xattrs is None:
-                continue  # None: reloaded since (a commit set it aside), nothing to write
-            if node.persisted:
-                batch.xattr_retire.append(key)
-            v = node.xattrs.get(name)
-            if v is not None:
-                batch.xattr_rows.append((ino, name, v))
+        _capture_keyed(cap.extents, inodes, ds, "extents", batch.extent_retire, batch.extent_rows,
+                       lambda ino, idx, e: (ino, idx, e[0], e[1]))
+        _capture_keyed(cap.xattrs, inodes, ds, "xattrs", batch.xattr_retire, batch.xattr_rows,
+                       lambda ino, name, v: (ino, name, v))
         for ino in cap.inodes:
             node = inodes.get(ino)
             if node is not None and node.ds == ds:
@@ -239,3 +223,20 @@ class Changes:
     def restore(self, cap: DirtySet) -> None:
         """Put a failed commit's dirty keys back (under the lock)."""
         self.dirty.restore(cap)
+
+
+def _capture_keyed(keys: set, inodes: dict, ds: int, field: str, retire: list, rows: list,
+                   row) -> None:
+    """Add the (ino, key) pairs of ``keys`` (extents or xattrs, named by ``field``) to a batch:
+    a persisted inode's old row is retired, the current value (if any) becomes ``row(...)``."""
+    for key in keys:
+        ino, k = key
+        node = inodes.get(ino)
+        values = getattr(node, field) if node is not None and node.ds == ds else None
+        if values is None:
+            continue  # None: reloaded since (a commit set it aside), nothing to write
+        if node.persisted:
+            retire.append(key)
+        v = values.get(k)
+        if v is not None:
+            rows.append(row(ino, k, v))

@@ -1,11 +1,10 @@
 """Names and limits, defined once: what an entry, xattr, dataset or snapshot may be called.
 
-Also the statfs magic number the store reports (:data:`V9FS_MAGIC`).
-
 Entry names are bytes, as a client sent them: anything but ``/`` and NUL,
-not ``.`` or ``..``, at most :data:`NAME_MAX` bytes. Dataset and snapshot
-names are short ASCII words (:data:`LABEL_RE`), safe in paths, URLs and
-``dataset@snapshot`` labels.
+not ``.`` or ``..``, at most :data:`NAME_MAX` bytes. Xattr names lie in one
+of :data:`XATTR_PREFIXES`' namespaces. Dataset and snapshot names are short
+ASCII words (:data:`LABEL_RE`), safe in paths, URLs and ``dataset@snapshot``
+labels. :data:`V9FS_MAGIC`, the statfs type a tree reports, is here too.
 """
 
 from __future__ import annotations
