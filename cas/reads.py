@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import stat
-import threading
 from bisect import bisect_left
 from typing import TYPE_CHECKING
 

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import errno
 import stat
-import threading
 import time
 
-from . import filedata
 from .catalog import Batch
 from .changes import Changes
 from .commit import DirtySet, GroupCommit
@@ -30,8 +28,8 @@ from .errors import fs_error
 from .inodes import InodeCache
 from .names import NAME_MAX, SYMLINK_MAX, XATTR_SIZE_MAX, check_name, check_xattr_name
 from .reads import TreeReads, statfs
-from .writes import FileWrites
 from .records import EMPTY, Attr, DirEntry, Inode, StatFs
+from .writes import FileWrites
 
 XATTR_CREATE = 1
 XATTR_REPLACE = 2

@@ -12,6 +12,7 @@ dataset's quota of logical bytes (EDQUOT), like ZFS refquota.
 from __future__ import annotations
 
 import errno
+import stat
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -27,9 +28,9 @@ if TYPE_CHECKING:
 
 _now = time.time_ns
 _err = fs_error
-_IFMT = 0o170000
-_S_IFREG = 0o100000
-_S_IFDIR = 0o040000
+_IFMT = stat.S_IFMT(0o177777)
+_S_IFREG = stat.S_IFREG
+_S_IFDIR = stat.S_IFDIR
 
 
 class FileWrites:
