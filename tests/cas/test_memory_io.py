@@ -3,6 +3,7 @@
 import ctypes
 import mmap
 import os
+import resource
 from contextlib import contextmanager
 
 import pytest
@@ -50,6 +51,10 @@ def _resident(*paths):
     clears the read-ahead markers a fault may have left (an RWF_NOWAIT read
     stops short at a marked page).
     """
+    need = sum(os.stat(p).st_size + mmap.PAGESIZE for p in paths)
+    soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    if soft != resource.RLIM_INFINITY and soft < need:  # mlock may lock up to the hard limit
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (hard, hard))
     maps = []
     try:
         for path in paths:
@@ -69,6 +74,7 @@ def _resident(*paths):
     finally:
         for addr, size in maps:
             _libc.munmap(addr, size)  # also unlocks
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (soft, hard))
 
 
 def test_read_cached_serves_the_page_cache_and_declines_the_disk(env):
