@@ -80,9 +80,11 @@ def _resident(*paths):
 def test_read_cached_serves_the_page_cache_and_declines_the_disk(env):
     ino, data = _big_file(env)
     vol = env.vol
-    # just written: the chunk files are in the page cache, verified on the way
-    assert vol.read_cached(ino, 0, 4096) == data[:4096]
-    assert vol.read_cached(ino, CS - 10, 20) == data[CS - 10:CS + 10]
+    # just written: the chunk files are in the page cache (held there: nothing may reclaim
+    # them meanwhile), verified on the way
+    with _resident(*(env.store.chunks.path(h) for h, _, _ in vol.cache.file(ino).extents.values())):
+        assert vol.read_cached(ino, 0, 4096) == data[:4096]
+        assert vol.read_cached(ino, CS - 10, 20) == data[CS - 10:CS + 10]
     env.store.chunks.drop_cache()
     _evict(env, ino)
     assert vol.read_cached(ino, 0, 4096) is None   # would wait for the disk
