@@ -268,7 +268,7 @@ for i in range(n):
 stop.set(); t.join()
 s.commit()
 dt = time.perf_counter() - t0
-cached = len(v._inodes)
+cached = len(v.cache.inodes)
 s.close()
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, dt, cached)
 """

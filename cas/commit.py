@@ -15,7 +15,8 @@ Commits are serialized by the commit lock: concurrent fsync callers wait for
 one commit that started after their change instead of running one each. Lock
 order: commit lock, data locks, store lock.
 
-A volume takes part through the :class:`Participant` interface; it reaches the
+A volume takes part through the :class:`Participant` interface (the live
+``cas.volume.Volume`` hands that work to its ``cas.changes.Changes``); it reaches the
 engine through :class:`GroupCommit`'s public members (the store lock, the
 epochs, inode numbers, limits, :meth:`GroupCommit.commit_until`,
 :meth:`GroupCommit.throttle`, :meth:`GroupCommit.check_space`).

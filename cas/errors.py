@@ -34,3 +34,8 @@ class StoreLockedError(FsError):
 
     def __init__(self, path: str):
         super().__init__(_errno.EBUSY, f"store {path} is locked by another process")
+
+
+def fs_error(code: int, what: str = "") -> FsError:
+    """An FsError whose message names the errno, then ``what`` (the errno's text if empty)."""
+    return FsError(code, f"{_errno.errorcode.get(code, code)}: {what}" if what else None)

@@ -1,9 +1,10 @@
 """Names and limits, defined once: what an entry, xattr, dataset or snapshot may be called.
 
 Entry names are bytes, as a client sent them: anything but ``/`` and NUL,
-not ``.`` or ``..``, at most :data:`NAME_MAX` bytes. Dataset and snapshot
-names are short ASCII words (:data:`LABEL_RE`), safe in paths, URLs and
-``dataset@snapshot`` labels.
+not ``.`` or ``..``, at most :data:`NAME_MAX` bytes. Xattr names lie in one
+of :data:`XATTR_PREFIXES`' namespaces. Dataset and snapshot names are short
+ASCII words (:data:`LABEL_RE`), safe in paths, URLs and ``dataset@snapshot``
+labels. :data:`V9FS_MAGIC`, the statfs type a tree reports, is here too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ SYMLOOP_MAX = 40        # symlinks followed in one path walk before ELOOP
 XATTR_NAME_MAX = 255    # bytes in an xattr name
 XATTR_SIZE_MAX = 65536  # bytes in an xattr value
 XATTR_PREFIXES = (b"user.", b"trusted.", b"security.", b"system.")
+V9FS_MAGIC = 0x01021997  # statfs f_type of a v9fs mount
 
 #: dataset and snapshot names
 LABEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -32,6 +34,19 @@ def check_name(name: bytes) -> bytes:
         raise FsError(errno.ENAMETOOLONG, f"ENAMETOOLONG: {name[:32]!r}")
     if not name or name == b"." or name == b".." or b"/" in name or b"\0" in name:
         raise FsError(errno.EINVAL, f"EINVAL: invalid name {name!r}")
+    return name
+
+
+def check_xattr_name(name: bytes) -> bytes:
+    """Validate an xattr name: EINVAL if empty, ERANGE past 255 bytes, EOPNOTSUPP outside
+    the user, trusted, security and system namespaces."""
+    name = bytes(name)
+    if not name:
+        raise FsError(errno.EINVAL, "EINVAL: empty xattr name")
+    if len(name) > XATTR_NAME_MAX:
+        raise FsError(errno.ERANGE, "ERANGE: xattr name too long")
+    if not name.startswith(XATTR_PREFIXES):
+        raise FsError(errno.EOPNOTSUPP, f"EOPNOTSUPP: xattr namespace of {name!r}")
     return name
 
 

@@ -76,7 +76,7 @@ class Snapshots:
         return SnapshotInfo(*rows[0]), ds, root
 
     def volume(self, dataset: str, name: str) -> SnapshotVolume:
-        """A read-only Volume of ``dataset@name`` (cheap: loads nothing up front)."""
+        """A read-only view (SnapshotVolume) of ``dataset@name`` (cheap: loads nothing up front)."""
         info, ds, root = self.find(dataset, name)
         return SnapshotVolume(self._s.commits, ds, root, info, self.alive)
 

@@ -1,12 +1,15 @@
-"""SnapshotVolume: a read-only Volume over the catalog as of one snapshot's generation.
+"""SnapshotVolume: a read-only tree over the catalog as of one snapshot's generation.
 
-It reuses Volume's read path and its on-demand cache (one query per inode or
-per whole directory on a miss, nothing loaded up front); only the four
-cache-miss loads are answered from the snapshot's rows instead of the live
-ones. Snapshot rows never change, so the cache needs no invalidation and
-``data_version`` (the inode's ``dver`` as of the snapshot) is stable and
-non-zero. Every mutation raises EROFS. Once the snapshot is deleted every
-call raises ESTALE.
+It is composed of the same pieces as the live Volume's reading side: an
+:class:`~cas.inodes.InodeCache` (one query per inode or per whole directory
+on a miss, nothing loaded up front) whose loader, :class:`SnapshotLoads`,
+answers the four cache-miss queries from the snapshot's rows, and a
+:class:`~cas.reads.TreeReads` over it; :class:`~cas.tree.ReadOnlyTree`
+makes every mutation raise EROFS. It has its own lock, so snapshot reads
+never wait on the live tree. Snapshot rows never change, so the cache needs
+no invalidation and ``data_version`` (the inode's ``dver`` as of the
+snapshot) is stable and non-zero. Once the snapshot is deleted every call
+raises ESTALE.
 """
 
 from __future__ import annotations
@@ -18,15 +21,17 @@ from collections.abc import Set
 from .catalog import INODE_COLS, Catalog, visible
 from .commit import GroupCommit
 from .errors import FsError
+from .inodes import InodeCache
+from .reads import TreeReads, statfs
 from .records import Attr, DirEntry, SnapshotInfo, StatFs
-from .volume import Volume
+from .tree import ReadOnlyTree
 
 _ICOLS = ",".join(INODE_COLS)
 _ICOLS_I = ",".join("i." + c for c in INODE_COLS)
 
 
 class SnapshotLoads:
-    """The cache-miss queries of Volume, answered as of generation ``gen``."""
+    """The cache-miss queries of an InodeCache (``cas.inodes.Loads``), answered as of generation ``gen``."""
 
     def __init__(self, catalog: Catalog, gen: int):
         self._cat = catalog
@@ -53,83 +58,101 @@ class SnapshotLoads:
         return self._cat.read(self._q_xat, [ino])
 
 
-def _rofs(*_args, **_kw):
-    raise FsError(errno.EROFS, "EROFS: snapshots are read-only")
-
-
-class SnapshotVolume(Volume):
-    """A read-only view of a dataset as of a snapshot (``read_only`` is True).
+class SnapshotVolume(ReadOnlyTree):
+    """A read-only view of a dataset as of a snapshot: a :class:`~cas.tree.Tree`.
 
     ``alive`` is the store's set of existing snapshot ids: once this snapshot's
     id leaves it, every call raises ESTALE (``release`` quietly does nothing).
     """
 
+    erofs_message = "EROFS: snapshots are read-only"
+
     def __init__(self, commits: GroupCommit, ds: int, root: int, info: SnapshotInfo,
                  alive: Set[int]):
-        # snapshot reads never wait for the live tree's lock
-        super().__init__(commits, ds, info.dataset, root, read_only=True,
-                         lock=threading.RLock(), loads=SnapshotLoads(commits.catalog, info.gen))
+        self._c = commits
+        self.ds = ds
+        self.name = info.dataset
+        self.root = root
         self.snapshot = info
         self._alive = alive
+        self._lock = threading.RLock()  # snapshot reads never wait for the live tree's lock
+        #: the inode records in memory, loaded from the snapshot's rows
+        self.cache = InodeCache(commits, ds, root, SnapshotLoads(commits.catalog, info.gen))
+        self._reads = TreeReads(self.cache, self._lock, commits.chunks, commits.chunk_size)
 
     def _check(self) -> None:
         if self.snapshot.id not in self._alive:
             raise FsError(errno.ESTALE,
                           f"ESTALE: snapshot {self.snapshot.dataset}@{self.snapshot.name} was deleted")
 
-    # -- reads: the Volume implementation, after the liveness check ----------
+    def evict_all(self) -> int:
+        """Drop every inode from the cache (tests use this); returns how many."""
+        with self._lock:
+            return self.cache.evict_all()
+
+    # -- the queries of TreeReads, after the liveness check -------------------
     def lookup(self, parent: int, name: bytes) -> Attr:
+        """Attributes of ``name`` in directory ``parent`` (ENOENT, ENOTDIR)."""
         self._check()
-        return super().lookup(parent, name)
+        return self._reads.lookup(parent, name)
 
     def getattr(self, ino: int) -> Attr:
+        """Attributes of inode ``ino``."""
         self._check()
-        return super().getattr(ino)
+        return self._reads.getattr(ino)
 
     def readdir(self, ino: int, cookie: int = 0, limit: int | None = None) -> list[DirEntry]:
+        """Entries (without '.' and '..') from ``cookie`` on."""
         self._check()
-        return super().readdir(ino, cookie, limit)
+        return self._reads.readdir(ino, cookie, limit)
 
     def resolve(self, path: bytes, follow: bool = True) -> Attr:
+        """Walk a '/'-separated path from the root, following symlinks."""
         self._check()
-        return super().resolve(path, follow)
+        return self._reads.resolve(path, follow)
 
     def read(self, ino: int, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes at ``offset``; holes read as zeros; EIO on a corrupt chunk."""
         self._check()
-        return super().read(ino, offset, size)
+        return self._reads.read(ino, offset, size)
 
     def read_cached(self, ino: int, offset: int, size: int) -> bytes | None:
+        """What :meth:`read` returns, if that needs no disk access; else None."""
         self._check()
-        return super().read_cached(ino, offset, size)
+        return self._reads.read_cached(ino, offset, size)
 
     def readlink(self, ino: int) -> bytes:
+        """The target of symlink ``ino`` (EINVAL if not a symlink)."""
         self._check()
-        return super().readlink(ino)
+        return self._reads.readlink(ino)
 
     def getxattr(self, ino: int, name: bytes) -> bytes:
+        """Value of xattr ``name`` (ENODATA if absent)."""
         self._check()
-        return super().getxattr(ino, name)
+        return self._reads.getxattr(ino, name)
 
     def listxattr(self, ino: int) -> list[bytes]:
+        """Names of all xattrs of ``ino``."""
         self._check()
-        return super().listxattr(ino)
+        return self._reads.listxattr(ino)
 
     def statfs(self) -> StatFs:
+        """The store's space figures (a snapshot has no quota of its own)."""
         self._check()
-        return super().statfs()
+        return statfs(self._c)
 
     def open(self, ino: int) -> Attr:
+        """Take a handle reference."""
         self._check()
-        return super().open(ino)
+        return self._reads.open(ino)
 
     def release(self, ino: int) -> None:
+        """Drop a handle reference (nothing once the snapshot is deleted)."""
         if self.snapshot.id in self._alive:
-            super().release(ino)
+            with self._lock:
+                self._reads.release(ino)  # snapshot inodes are never unlinked: nothing to free
 
     def fsync(self, ino: int) -> None:
+        """ENOENT check only: snapshot data is always durable."""
         self._check()
-        self.getattr(ino)  # ENOENT check; snapshot data is always durable
-
-    # -- every mutation: EROFS -------------------------------------------------
-    setattr = create = mkdir = mknod = symlink = link = unlink = rmdir = rename = _rofs
-    write = write_nowait = setxattr = removexattr = _rofs
+        self.getattr(ino)

@@ -271,7 +271,7 @@ class Store:
         return self._snapshots.list(dataset)
 
     def snapshot_volume(self, dataset: str, name: str) -> SnapshotVolume:
-        """A read-only Volume of ``dataset@name``; mutations raise EROFS."""
+        """A read-only view (SnapshotVolume, a ``Tree``) of ``dataset@name``; mutations raise EROFS."""
         return self._snapshots.volume(dataset, name)
 
     def delete_snapshot(self, dataset: str, name: str) -> None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
-from typing import Any
 
-from cas import FsError
+from cas import FsError, Tree
 
 from .access import Credentials
 from .config import ExportConfig
@@ -27,7 +26,7 @@ class View:
     """A browsable tree: a live dataset, its /.snapshots directory, or a snapshot."""
 
     name: str  # dataset name, or "dataset@snapshot"
-    volume: Any  # cas.Volume (or the SnapshotDirectory)
+    volume: Tree  # cas.Volume, cas.SnapshotVolume or the SnapshotDirectory
     export: ExportConfig
     read_only: bool
     qid_base: int = 0  # added to inode numbers so qid.path differs between views

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import stat
 
-from cas import Attr, DirEntry, FsError
+from cas import Attr, DirEntry, FsError, ReadOnlyTree, StatFs
 
 SNAPDIR_NAME = b".snapshots"
 #: qid.path space of the synthetic directories: far above any inode number.
@@ -25,15 +25,16 @@ def snapshot_qid_base(snapshot_id: int) -> int:
     return snapshot_id << SNAPSHOT_QID_SHIFT
 
 
-class SnapshotDirectory:
-    """The read-only directory listing a dataset's snapshots.
+class SnapshotDirectory(ReadOnlyTree):
+    """The read-only directory listing a dataset's snapshots: a ``cas.Tree``.
 
     Its single inode number is the dataset's root inode (qids differ through
     the view's qid base). Mutations other than the server's mkdir/rmdir
-    handling raise EROFS.
+    handling raise EROFS (:class:`cas.ReadOnlyTree`), and so do ``resolve``,
+    ``read_cached`` and ``fsync``.
     """
 
-    read_only = True
+    erofs_message = "the snapshot directory is read-only"
 
     def __init__(self, store, dataset: str, root: int):
         self.store = store
@@ -70,7 +71,7 @@ class SnapshotDirectory:
         entries.sort(key=lambda e: e.cookie)
         return entries[:limit] if limit else entries
 
-    def statfs(self):
+    def statfs(self) -> StatFs:
         return self.store.volume(self.dataset).statfs()
 
     def open(self, ino: int) -> Attr:
@@ -95,9 +96,11 @@ class SnapshotDirectory:
         self.find(name)
         raise FsError(errno.EXDEV, "snapshot roots are reached by crossing views")
 
-    def __getattr__(self, name: str):
-        # Any other Volume method is a mutation: refuse it.
-        def refuse(*args, **kwargs):
-            raise FsError(errno.EROFS, "the snapshot directory is read-only")
+    def resolve(self, path: bytes, follow: bool = True) -> Attr:
+        self.refuse()
 
-        return refuse
+    def read_cached(self, ino: int, offset: int, size: int) -> bytes | None:
+        self.refuse()
+
+    def fsync(self, ino: int) -> None:
+        self.refuse()

@@ -1,11 +1,15 @@
 """I/O served from memory: read_cached, the kernel read-ahead that feeds it, write_nowait."""
 
+import ctypes
+import mmap
 import os
+import resource
+from contextlib import contextmanager
 
 import pytest
 
 from cas import CorruptChunkError
-from cas.volume import READAHEAD_CHUNKS
+from cas.reads import READAHEAD_CHUNKS
 
 CS = 128 * 1024
 
@@ -22,7 +26,7 @@ def _big_file(env, chunks=12):
 
 def _evict(env, ino):
     """Drop the file's chunk files from the kernel's page cache (they are clean after a commit)."""
-    for idx, (h, _, _) in env.vol._file(ino).extents.items():
+    for idx, (h, _, _) in env.vol.cache.file(ino).extents.items():
         fd = os.open(env.store.chunks.path(h), os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -31,12 +35,56 @@ def _evict(env, ino):
             os.close(fd)
 
 
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mmap.restype = ctypes.c_void_p
+_libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                       ctypes.c_long]
+_libc.mlock.argtypes = _libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+
+
+@contextmanager
+def _resident(*paths):
+    """Hold files in the kernel's page cache while the block runs.
+
+    Each file is mapped and mlock'ed, so no reclaim (memory pressure, a
+    hypervisor's balloon) can evict its pages; then read once normally, which
+    clears the read-ahead markers a fault may have left (an RWF_NOWAIT read
+    stops short at a marked page).
+    """
+    need = sum(os.stat(p).st_size + mmap.PAGESIZE for p in paths)
+    soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    if soft != resource.RLIM_INFINITY and soft < need:  # mlock may lock up to the hard limit
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (hard, hard))
+    maps = []
+    try:
+        for path in paths:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                size = os.fstat(fd).st_size
+                addr = _libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+                if addr in (None, ctypes.c_void_p(-1).value):
+                    raise OSError(ctypes.get_errno(), "mmap")
+                maps.append((addr, size))
+                if _libc.mlock(addr, size) != 0:
+                    raise OSError(ctypes.get_errno(), "mlock")
+                os.pread(fd, size, 0)
+            finally:
+                os.close(fd)
+        yield
+    finally:
+        for addr, size in maps:
+            _libc.munmap(addr, size)  # also unlocks
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (soft, hard))
+
+
 def test_read_cached_serves_the_page_cache_and_declines_the_disk(env):
     ino, data = _big_file(env)
     vol = env.vol
-    # just written: the chunk files are in the page cache, verified on the way
-    assert vol.read_cached(ino, 0, 4096) == data[:4096]
-    assert vol.read_cached(ino, CS - 10, 20) == data[CS - 10:CS + 10]
+    # just written: the chunk files are in the page cache (held there: nothing may reclaim
+    # them meanwhile), verified on the way
+    with _resident(*(env.store.chunks.path(h) for h, _, _ in vol.cache.file(ino).extents.values())):
+        assert vol.read_cached(ino, 0, 4096) == data[:4096]
+        assert vol.read_cached(ino, CS - 10, 20) == data[CS - 10:CS + 10]
     env.store.chunks.drop_cache()
     _evict(env, ino)
     assert vol.read_cached(ino, 0, 4096) is None   # would wait for the disk
@@ -50,13 +98,14 @@ def test_read_cached_serves_the_page_cache_and_declines_the_disk(env):
 def test_read_cached_verifies_what_it_reads(env):
     ino, data = _big_file(env, chunks=2)
     vol = env.vol
-    path = env.store.chunks.path(vol._file(ino).extents[0][0])
+    path, good = (env.store.chunks.path(h) for h, _, _ in vol.cache.file(ino).extents.values())
     os.chmod(path, 0o644)
     with open(path, "r+b") as fh:
         fh.write(b"X")
-    with pytest.raises(CorruptChunkError):
-        vol.read_cached(ino, 0, 10)
-    assert vol.read_cached(ino, CS, 10) == data[CS:CS + 10]
+    with _resident(path, good):  # read_cached reads only what the page cache holds
+        with pytest.raises(CorruptChunkError):
+            vol.read_cached(ino, 0, 10)
+        assert vol.read_cached(ino, CS, 10) == data[CS:CS + 10]
 
 
 def test_sequential_reads_have_the_kernel_read_ahead(env):

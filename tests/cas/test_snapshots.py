@@ -152,7 +152,7 @@ def test_snapshot_volume_reads_and_erofs(store):
         mkfile(vol, b"n%d" % i, parent=d)
     store.create_snapshot("main", "s")
     sv = store.snapshot_volume("main", "s")
-    assert sv.read_only and len(sv._inodes) == 0  # nothing loaded up front
+    assert sv.read_only and len(sv.cache.inodes) == 0  # nothing loaded up front
     a = sv.lookup(d, b"f")
     assert a.ino == f and a.data_version > 0
     assert sv.getattr(f).data_version == a.data_version

@@ -153,7 +153,7 @@ def test_cache_eviction_and_reload(tmp_path):
             f = v.create(d, b"f%d" % j, 0o644, i, j)
             v.write(f.ino, 0, b"%d-%d" % (i, j))
         s.commit()
-    assert len(v._inodes) <= 200
+    assert len(v.cache.inodes) <= 200
     v.evict_all()
     for i, d in enumerate(dirs):
         for j in range(40):
@@ -161,7 +161,7 @@ def test_cache_eviction_and_reload(tmp_path):
             assert (a.uid, a.gid) == (i, j)
             assert v.read(a.ino, 0, 100) == b"%d-%d" % (i, j)
         assert len(v.readdir(d)) == 40
-    assert len(v._inodes) <= 200
+    assert len(v.cache.inodes) <= 200
     assert s.check() == []
     s.close()
 
@@ -175,7 +175,7 @@ def test_dirty_data_flushed_under_pressure(tmp_path):
         f = v.create(v.root, b"f%d" % i, 0o644, 0, 0)
         v.write(f.ino, 0, os.urandom(5000))
         files.append(f.ino)
-    assert v._bufbytes <= 256 * 1024 + 5000
+    assert v.dirty_bytes <= 256 * 1024 + 5000
     assert s.chunks.chunks_written > 100  # stored before any commit
     s.commit()
     assert s.check() == []

@@ -27,7 +27,7 @@ def _race(tmp_path, new: int, via: str):
         ino = v.create(v.root, b"f", stat.S_IFREG | 0o644, 0, 0).ino
         v.write(ino, 0, b"A" * SIZE)
         v.write(ino, CS + 10, b"B" * 100)  # chunk 1 buffered too
-        orig = v.store_jobs
+        orig = v.changes.store_jobs
         once = [True]
 
         def patched(jobs):
@@ -39,11 +39,11 @@ def _race(tmp_path, new: int, via: str):
                 t.join()
             return out
 
-        v.store_jobs = patched
+        v.changes.store_jobs = patched
         try:
             s.commit() if via == "commit" else v.flush_buffers()
         finally:
-            v.store_jobs = orig
+            v.changes.store_jobs = orig
         assert not once[0]
         assert v.getattr(ino).size == new
         v.setattr(ino, size=SIZE)

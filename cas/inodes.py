@@ -1,0 +1,168 @@
+"""InodeCache: one tree's bounded LRU of Inode records, loaded on demand.
+
+A miss loads one inode, or a whole directory (its entries and their inodes),
+in one query through a :class:`Loads` loader: the live catalog, or a
+snapshot's rows (``cas.snapview.SnapshotLoads``). A directory's children, a
+file's extents and an inode's xattrs are loaded on first use. Eviction drops
+clean, unopened inodes in LRU order; dirty, open, buffered or written-to
+inodes and the root stay. Nothing here locks: the tree's owner holds its
+lock around every call.
+"""
+
+from __future__ import annotations
+
+import errno
+import stat
+from itertools import islice
+from typing import TYPE_CHECKING, Protocol
+
+from .errors import fs_error
+from .records import Inode
+
+if TYPE_CHECKING:
+    from .commit import GroupCommit
+
+_IFMT = stat.S_IFMT(0o177777)
+_S_IFDIR = stat.S_IFDIR
+_S_IFREG = stat.S_IFREG
+
+
+class Loads(Protocol):
+    """The cache-miss queries, as the live catalog or a snapshot answers them."""
+
+    def load_inode(self, ino: int) -> tuple | None:
+        """The inode row of ``ino`` (columns of ``catalog.INODE_COLS``), or None."""
+
+    def load_dir(self, parent: int) -> tuple[list[tuple], list[tuple]]:
+        """A directory's entries (name, child, seq, type) and its children's inode rows."""
+
+    def load_extents(self, ino: int) -> list[tuple]:
+        """A file's extents: (idx, hash, length)."""
+
+    def load_xattrs(self, ino: int) -> list[tuple]:
+        """An inode's xattrs: (name, value)."""
+
+
+class InodeCache:
+    """The Inode records of dataset ``ds`` in memory, bounded by ``commits.max_inodes``."""
+
+    def __init__(self, commits: GroupCommit, ds: int, root: int, loads: Loads):
+        self.commits = commits
+        self.ds = ds
+        self.root = root
+        self.loads = loads
+        self.inodes: dict[int, Inode] = {}
+        #: freed inodes whose rows may still be in the catalog: a miss is ENOENT
+        self.gone: set[int] = set()
+        self.hits = 0                       # lookups served from memory
+        self.misses = 0                     # ... and loaded through ``loads``
+
+    @staticmethod
+    def from_row(row: tuple) -> Inode:
+        """An Inode record of a catalog row (it has a row, so it is persisted)."""
+        n = Inode(*row)
+        n.persisted = True
+        return n
+
+    def get(self, ino: int) -> Inode:
+        """The inode ``ino`` of this dataset, loading it on a miss (ENOENT)."""
+        node = self.inodes.get(ino)
+        if node is not None:
+            self.hits += 1
+            return node
+        self.misses += 1
+        if ino in self.gone:
+            raise fs_error(errno.ENOENT, f"inode {ino}")
+        row = self.loads.load_inode(ino)
+        if row is None or row[1] != self.ds or row[5] <= 0:
+            raise fs_error(errno.ENOENT, f"inode {ino}")
+        node = self.from_row(row)
+        self.add(node)
+        return node
+
+    def add(self, node: Inode) -> None:
+        """Cache ``node`` (most recently used), evicting past the bound."""
+        self.inodes[node.ino] = node
+        if len(self.inodes) > self.commits.max_inodes:
+            self.evict()
+
+    def evict(self) -> None:
+        """Drop clean, unopened inodes in LRU order until under the bound."""
+        inodes = self.inodes
+        durable = self.commits.durable
+        limit = self.commits.max_inodes
+        excess = len(inodes) - limit + limit // 32  # evict in batches
+        budget = max(64, excess * 2)
+        root = self.root
+        for ino in list(islice(inodes, budget)):
+            if excess <= 0:
+                break
+            node = inodes[ino]
+            if node.epoch > durable or node.opens or node.bufs or ino == root or node.writers:
+                inodes[ino] = inodes.pop(ino)  # pinned: move to the MRU end
+                continue
+            del inodes[ino]
+            excess -= 1
+
+    def evict_all(self) -> int:
+        """Drop every clean inode; returns how many."""
+        before = len(self.inodes)
+        durable = self.commits.durable
+        for ino in list(self.inodes):
+            node = self.inodes[ino]
+            if not (node.epoch > durable or node.opens or node.bufs or ino == self.root):
+                del self.inodes[ino]
+        return before - len(self.inodes)
+
+    def drop_all(self) -> None:
+        """Forget every inode, marking each record dead (``ds = -1``) for whoever still holds it."""
+        for node in self.inodes.values():
+            node.ds = -1
+        self.inodes = {}
+        self.gone = set()
+
+    def children(self, node: Inode) -> dict:
+        """Directory ``node``'s entries {name: (child, seq, type)}, loaded with the children's inodes."""
+        ch = node.children
+        if ch is None:
+            if not node.is_dir():
+                raise fs_error(errno.ENOTDIR, f"inode {node.ino}")
+            ents, rows = self.loads.load_dir(node.ino)
+            inodes = self.inodes
+            for row in rows:
+                if row[0] not in inodes:
+                    inodes[row[0]] = self.from_row(row)
+            ch = node.children = {name: (child, seq, typ) for name, child, seq, typ in ents}
+            node.listing = None
+            if len(inodes) > self.commits.max_inodes:
+                self.evict()
+        return ch
+
+    def dir(self, ino: int) -> Inode:
+        """Directory ``ino`` (ENOTDIR if it is something else)."""
+        node = self.get(ino)
+        if (node.mode & _IFMT) != _S_IFDIR:
+            raise fs_error(errno.ENOTDIR, f"inode {ino}")
+        return node
+
+    def file(self, ino: int) -> Inode:
+        """Regular file ``ino`` with its extents loaded (EISDIR, or EINVAL for other types)."""
+        node = self.get(ino)
+        fmt = node.mode & _IFMT
+        if fmt != _S_IFREG:
+            raise fs_error(errno.EISDIR if fmt == _S_IFDIR else errno.EINVAL, f"inode {ino}")
+        if node.extents is None:
+            self.extents(node)
+        return node
+
+    def extents(self, node: Inode) -> dict:
+        """File ``node``'s extents {idx: (hash, length, 0)}, loaded on first use."""
+        if node.extents is None:
+            node.extents = {idx: (h, ln, 0) for idx, h, ln in self.loads.load_extents(node.ino)}
+        return node.extents
+
+    def xattrs(self, node: Inode) -> dict:
+        """``node``'s xattrs {name: value}, loaded on first use."""
+        if node.xattrs is None:
+            node.xattrs = dict(self.loads.load_xattrs(node.ino)) if node.persisted else {}
+        return node.xattrs
