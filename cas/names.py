@@ -20,6 +20,8 @@ SYMLOOP_MAX = 40        # symlinks followed in one path walk before ELOOP
 XATTR_NAME_MAX = 255    # bytes in an xattr name
 XATTR_SIZE_MAX = 65536  # bytes in an xattr value
 XATTR_PREFIXES = (b"user.", b"trusted.", b"security.", b"system.")
+#: times are signed 64-bit nanoseconds since 1970: 1677-09-21 to 2262-04-11
+TIME_NS_MIN, TIME_NS_MAX = -(2**63), 2**63 - 1
 V9FS_MAGIC = 0x01021997  # statfs f_type of a v9fs mount
 
 #: dataset and snapshot names

@@ -11,17 +11,14 @@ import stat
 import time
 
 from cas import FsError
-from cas.names import NAME_MAX
+from cas.names import TIME_NS_MAX, TIME_NS_MIN
 
 from . import protocol as p
 from .access import W, permitted, require, require_owner
 from .connection import Connection, make_qid, writable
 
-V9FS_MAGIC = 0x01021997
 _WRITE_FLAGS = p.OpenFlags.WRONLY | p.OpenFlags.RDWR
 
-# The catalog keeps times as signed 64-bit nanoseconds: 1677-09-21 to 2262-04-11.
-_NS_MIN, _NS_MAX = -(2**63), 2**63 - 1
 #: uid/gid 0xFFFFFFFF is (uid_t)-1: "leave unchanged" to chown(2), never an owner.
 NO_ID = 0xFFFFFFFF
 
@@ -35,7 +32,7 @@ def setattr_ns(sec: int, nsec: int) -> int:
     if nsec > 999_999_999:
         raise FsError(errno.EINVAL, f"nanoseconds {nsec} out of range")
     ns = sec * 1_000_000_000 + nsec
-    if not _NS_MIN <= ns <= _NS_MAX:
+    if not TIME_NS_MIN <= ns <= TIME_NS_MAX:
         raise FsError(errno.EINVAL, f"time {sec}.{nsec:09d} s is outside 1677-2262")
     return ns
 
@@ -152,7 +149,7 @@ class AttrOps:
         fid = self.conn.node(msg.fid)
         s = fid.view.volume.statfs()
         return p.Rstatfs(
-            type=V9FS_MAGIC,
+            type=s.type,
             bsize=s.bsize,
             blocks=s.blocks,
             bfree=s.bfree,
@@ -160,7 +157,7 @@ class AttrOps:
             files=s.files,
             ffree=s.ffree,
             fsid=s.fsid,
-            namelen=NAME_MAX,
+            namelen=s.namelen,
         )
 
     def readlink(self, msg: p.Treadlink) -> p.Rreadlink:
