@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from cas import FsError, Tree
 
 from .access import Credentials
+from .protocol import NOFID
 from .config import ExportConfig
 
 # What a fid is for.
@@ -75,6 +76,8 @@ class FidTable:
             raise FsError(errno.EBADF, f"unknown fid {fid}") from None
 
     def add(self, fid: int, state: Fid, *, replace: bool = False) -> None:
+        if fid == NOFID:
+            raise FsError(errno.EBADF, "NOFID (0xFFFFFFFF) means no fid: it cannot name a new one")
         if fid in self._fids and not replace:
             raise FsError(errno.EBADF, f"fid {fid} is already in use")
         if fid not in self._fids and len(self._fids) >= self.limit:

@@ -55,6 +55,12 @@ _DT = {
 }
 
 
+def _check_unlinkat_flags(flags: int) -> None:
+    """unlinkat(2) knows one flag, AT_REMOVEDIR; any other bit is EINVAL, as Linux says."""
+    if flags & ~p.AT_REMOVEDIR:
+        raise FsError(errno.EINVAL, f"unknown unlinkat flags {flags:#x}")
+
+
 class Handlers:
     """The per-connection 9P2000.L operations.
 
@@ -272,11 +278,13 @@ class Handlers:
 
     def unlinkat_inline(self, msg: p.Tunlinkat) -> p.Runlinkat | None:
         """A plain unlinkat, inline; None in /.snapshots (deletes a snapshot: :meth:`unlinkat`)."""
+        _check_unlinkat_flags(msg.flags)
         if self.namespace.administers(self.conn.node(msg.dirfid).view):
             return None
         return self._unlinkat(msg)
 
     async def unlinkat(self, msg: p.Tunlinkat) -> p.Runlinkat:
+        _check_unlinkat_flags(msg.flags)
         fid = self.conn.node(msg.dirfid)
         if not self.namespace.administers(fid.view):
             return self._unlinkat(msg)

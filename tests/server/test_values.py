@@ -152,6 +152,31 @@ async def test_attach_with_nofid_is_refused(live):
         await expect_errno(errno.EBADF, c.rpc(p.Tclunk(fid=p.NOFID)))
 
 
+async def test_nofid_never_names_a_new_fid(live):
+    """Twalk and Txattrwalk refuse NOFID as their newfid: it means "no fid"."""
+    async with live.connect() as c:
+        await c.write_file(b"f", b"x")
+        await expect_errno(errno.EBADF, c.rpc(p.Twalk(fid=c.root_fid, newfid=p.NOFID, wnames=[b"f"])))
+        await expect_errno(errno.EBADF, c.rpc(p.Twalk(fid=c.root_fid, newfid=p.NOFID, wnames=[])))
+        await expect_errno(errno.EBADF, c.rpc(p.Txattrwalk(fid=c.root_fid, newfid=p.NOFID, name=b"")))
+        await expect_errno(errno.EBADF, c.rpc(p.Tclunk(fid=p.NOFID)))
+        assert await c.read_file(b"f") == b"x"
+
+
+@pytest.mark.parametrize("flags", [0x1, 0x100, 0x200 | 0x1, 2**32 - 1])
+async def test_unlinkat_with_unknown_flags_is_einval(live, flags):
+    async with live.connect() as c:
+        await c.write_file(b"f", b"x")
+        await c.mkdir(c.root_fid, b"d", 0o755)
+        for name in (b"f", b"d"):
+            await expect_errno(errno.EINVAL, c.rpc(p.Tunlinkat(dirfid=c.root_fid, name=name, flags=flags)))
+        await expect_errno(errno.EINVAL, c.rpc(p.Tunlinkat(dirfid=c.root_fid, name=b".snapshots", flags=flags)))
+        assert {b"d", b"f"} <= {e.name for e in await c.listdir(b"")}
+        await c.rpc(p.Tunlinkat(dirfid=c.root_fid, name=b"f", flags=0))
+        await c.rpc(p.Tunlinkat(dirfid=c.root_fid, name=b"d", flags=p.AT_REMOVEDIR))
+    await _committed(live)
+
+
 def test_log_limiter_lets_a_burst_through_then_a_rate():
     now = [0.0]
     lim = LogLimiter(rate=2.0, burst=3, clock=lambda: now[0])
