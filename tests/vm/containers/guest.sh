@@ -1,0 +1,130 @@
+#!/bin/bash
+# Rootful Podman in the guest mounts ninep datasets as volumes (issue 18).
+# Run by tests/vm/test_containers.py in one boot; /job/config carries the
+# exact `podman volume create` lines `ninep volume create` printed on the host
+# (PODMAN_TCP for dataset vol over trans=tcp, PODMAN_UNIX for uvol over
+# trans=unix) and the server's port.  Each step prints @@CT-OK NAME@@ when its
+# checks passed; the first failure prints @@CT-FAIL NAME: why@@ and exits 1.
+set -u -o pipefail
+. /job/config
+IMG=localhost/ninep-test
+STEP=setup
+ok() { echo "@@CT-OK $STEP@@"; }
+fail() { echo "@@CT-FAIL $STEP: $*@@"; exit 1; }
+step() { STEP=$1; echo "--- $STEP"; }
+run() { podman run --rm "$@"; }   # every container: removed when it exits
+
+step setup
+mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "cgroup2"
+podman --version || fail "podman missing"
+
+# The container image, from the guest's own binaries (no registry): a shell,
+# coreutils, getfattr/setfattr and their libraries.
+step image
+d=/tmp/img
+mkdir -p $d/usr/bin $d/tmp $d/data
+for l in bin lib lib64 sbin; do ln -s usr/$l $d/$l; done
+for b in dash ls cat mkdir chmod stat sync touch rm mv ln head sha256sum readlink sleep \
+         setfattr getfattr; do
+    p=$(command -v $b) || fail "no $b in the guest"
+    cp -L "$p" $d/usr/bin/
+    ldd "$p" | grep -o '/[^ ]*' | while read -r lib; do
+        dir=$(realpath "$(dirname "$lib")")
+        mkdir -p "$d$dir"
+        cp -L "$lib" "$d$dir/"
+    done
+done
+ln -s dash $d/usr/bin/sh
+tar -C $d -cf /tmp/img.tar . || fail "tar"
+podman import /tmp/img.tar $IMG >/dev/null || fail "podman import"
+run $IMG sh -c 'echo image runs' | grep -qx 'image runs' || fail "a container of $IMG does not run"
+ok
+
+# A volume on dataset vol over trans=tcp, created with the line the host printed.
+step volume_create
+echo "+ $PODMAN_TCP"
+eval "$PODMAN_TCP" || fail "podman volume create"
+podman volume inspect vol --format '{{.Driver}} {{.Options}}' || fail "inspect"
+ok
+
+step write
+echo "+ podman run --rm -v vol:/data $IMG sh -c ..."
+run -v vol:/data $IMG sh -euc '
+    mkdir -p /data/tree/a/b
+    printf "written in a container\n" > /data/tree/a/b/file
+    printf "second\n" > /data/tree/top
+    chmod 0640 /data/tree/a/b/file
+    chmod 0750 /data/tree/a
+    setfattr -n user.origin -v container /data/tree/a/b/file
+    ln -s b/file /data/tree/a/link
+    sync -f /data/tree/a/b/file
+    sync
+    [ "$(getfattr --only-values -n user.origin /data/tree/a/b/file)" = container ]
+    [ "$(stat -c %a /data/tree/a/b/file)" = 640 ]
+    [ "$(cat /data/host-file)" = "written on the host" ]
+    echo container wrote' | grep -qx 'container wrote' || fail "the writing container failed"
+ok
+
+step read_only
+echo "+ podman run --rm -v vol:/data:ro $IMG sh -c ..."
+out=$(run -v vol:/data:ro $IMG sh -c '
+    cat /data/tree/a/b/file
+    getfattr --only-values -n user.origin /data/tree/a/b/file; echo
+    stat -c %a /data/tree/a/b/file
+    touch /data/tree/ro-write 2>&1
+    mkdir /data/ro-dir 2>&1
+    setfattr -n user.ro -v 1 /data/tree/top 2>&1
+    echo end')
+echo "$out"
+[ "$(echo "$out" | head -3)" = "written in a container
+container
+640" ] || fail "the :ro container does not see the writes"
+[ "$(echo "$out" | grep -c 'Read-only file system')" = 3 ] || fail "writes through :ro did not fail with EROFS"
+ok
+
+# Snapshots: one taken on the host before the boot (fromhost), one made here
+# by a container's root with mkdir; a container lists and reads both.
+step snapshots
+echo "+ podman run --rm -v vol:/data $IMG mkdir /data/.snapshots/fromct"
+run -v vol:/data $IMG mkdir /data/.snapshots/fromct || fail "mkdir in .snapshots"
+out=$(run -v vol:/data:ro $IMG sh -c '
+    ls /data/.snapshots
+    cat /data/.snapshots/fromhost/host-file
+    cat /data/.snapshots/fromct/tree/a/b/file
+    ls /data/.snapshots/fromhost
+    touch /data/.snapshots/fromct/x 2>&1')
+echo "$out"
+echo "$out" | grep -qx fromhost || fail "host snapshot not listed"
+echo "$out" | grep -qx fromct || fail "container snapshot not listed"
+echo "$out" | grep -qx 'written on the host' || fail "host snapshot content"
+echo "$out" | grep -qx 'written in a container' || fail "container snapshot content"
+echo "$out" | grep -qx tree && fail "fromhost holds the later tree"
+echo "$out" | grep -q 'Read-only file system' || fail "snapshot writable"
+ok
+
+# A bind mount: the export mounted in the guest (dataset main on /mnt/9p by
+# the runner), then given to the container with -v /mnt/9p:/data.
+step bind
+echo "+ podman run --rm -v /mnt/9p:/data $IMG sh -c ..."
+run -v /mnt/9p:/data $IMG sh -euc 'printf "through a bind mount\n" > /data/bind-file; sync' \
+    || fail "bind mount write"
+[ "$(cat /mnt/9p/bind-file)" = "through a bind mount" ] || fail "bind write not visible in the guest"
+ok
+
+# trans=unix: the server's port relayed to a unix socket in the guest.
+step unix
+socat UNIX-LISTEN:/run/ninep.sock,fork,mode=600 TCP:10.0.2.2:$NINEP_PORT &
+for i in $(seq 50); do [ -S /run/ninep.sock ] && break; sleep 0.1; done
+[ -S /run/ninep.sock ] || fail "socat did not listen"
+echo "+ $PODMAN_UNIX"
+eval "$PODMAN_UNIX" || fail "podman volume create (unix)"
+run -v uvol:/data $IMG sh -euc 'printf "over trans=unix\n" > /data/unix-file; sync' \
+    || fail "write over trans=unix"
+[ "$(run -v uvol:/data:ro $IMG cat /data/unix-file)" = "over trans=unix" ] || fail "read back over unix"
+ok
+
+step volumes_removed
+podman volume rm vol uvol || fail "podman volume rm"
+grep -q ' 9p ' /proc/mounts && { grep ' 9p ' /proc/mounts; }
+ok
+echo "@@CT-DONE@@"

@@ -1,0 +1,103 @@
+"""Rootful Podman in the guest mounts ninep datasets as volumes (issue 18).
+
+One boot of the container image (vm-images/build.py, rootfs-containers)
+runs tests/vm/containers/guest.sh against a fresh server. The host first
+runs `ninep volume create` and passes the exact `podman volume create` lines
+it prints into the guest; after the boot it checks through ninep's own
+client what the containers wrote. Each guest step prints @@CT-OK STEP@@.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.vm import harness
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
+
+GUEST_SCRIPT = Path(__file__).resolve().parent / "containers" / "guest.sh"
+STEPS = ["setup", "image", "volume_create", "write", "read_only", "snapshots", "bind", "unix",
+         "volumes_removed"]
+GUEST_HOST = "10.0.2.2"       # the host's 127.0.0.1 from a QEMU user-network guest
+GUEST_SOCKET = "/run/ninep.sock"
+
+
+def ninep(*args: str) -> str:
+    r = subprocess.run(harness.ninep_command() + list(args), cwd=str(harness.ROOT),
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, f"ninep {' '.join(args)}: {r.returncode}\n{r.stdout}\n{r.stderr}"
+    return r.stdout
+
+
+def volume_create(store: Path, name: str, address: str) -> dict:
+    out = json.loads(ninep("volume", "create", name, "--store", str(store), "--address", address,
+                           "--json"))
+    assert out["exported"], out
+    return out
+
+
+@pytest.fixture(scope="module")
+def container_images(vm_images):
+    try:
+        t0 = time.monotonic()
+        rootfs = harness.build.build_containers_rootfs()
+        seconds = time.monotonic() - t0
+    except (Exception, SystemExit) as e:  # noqa: BLE001
+        harness.unavailable(f"cannot build the container image: {e}")
+    return dict(vm_images, rootfs=str(rootfs), containers_build_seconds=seconds)
+
+
+def test_podman_volumes(container_images, tmp_path):
+    server = harness.start_server("ninep", tmp_path / "srv")
+    try:
+        port = server.tcp.rsplit(":", 1)[1]
+        tcp = volume_create(server.store, "vol", f"tcp:{GUEST_HOST}:{port}")
+        assert tcp["podman"] == (
+            "podman volume create --driver local --opt type=9p --opt device=10.0.2.2 "
+            f"--opt o=trans=tcp,port={port},version=9p2000.L,msize=512000,access=user,"
+            "cache=none,aname=vol vol")
+        unix = volume_create(server.store, "uvol", f"unix:{GUEST_SOCKET}")
+        vol = harness.NinepView(server.tcp, aname=b"vol")
+        vol._call(lambda c: c.write_file(b"host-file", b"written on the host\n"))
+        ninep("snapshot", "create", "vol@fromhost", "--store", str(server.store))
+
+        lines: list[str] = []
+        log_path = tmp_path / "guest.log"
+        with open(log_path, "w") as logf:
+            def log(line: str) -> None:
+                lines.append(line)
+                logf.write(line)
+                logf.flush()
+            guest = harness.runner.run_guest(
+                GUEST_SCRIPT.read_bytes(), server=server.tcp, transport="tcp",
+                mount_opts=harness.PRIMARY.mount_opts, images=container_images,
+                env={"PODMAN_TCP": tcp["podman"], "PODMAN_UNIX": unix["podman"]},
+                timeout=1200, output=log)
+        output = "".join(lines)
+        done = [s for s in STEPS if f"@@CT-OK {s}@@" in output]
+        assert guest.rc == 0 and done == STEPS and "@@CT-DONE@@" in output, (
+            f"guest rc={guest.rc}, steps passed {done} of {STEPS}\n"
+            f"--- guest output (tail) ---\n{output[-6000:]}\n"
+            f"--- server log (tail) ---\n{server.log_tail(2000)}\n(full log {log_path})")
+
+        # What the containers wrote, read on the host through ninep's client.
+        assert vol.read("tree/a/b/file") == b"written in a container\n"
+        st = vol.stat("tree/a/b/file")
+        assert (st.kind, st.mode, st.uid, st.gid) == ("f", 0o640, 0, 0)
+        assert vol.stat("tree/a").mode == 0o750
+        assert vol.getxattr("tree/a/b/file", "user.origin") == b"container"
+        assert vol.readlink("tree/a/link") == b"b/file"
+        assert vol.read("tree/top") == b"second\n"
+        assert not vol.exists("tree/ro-write") and not vol.exists("ro-dir"), \
+            "a write through the :ro volume reached the store"
+        assert vol.listdir(".snapshots") == [b"fromct", b"fromhost"]
+        assert vol.read(".snapshots/fromct/tree/a/b/file") == b"written in a container\n"
+        assert not vol.exists(".snapshots/fromhost/tree")
+        assert harness.NinepView(server.tcp, aname=b"uvol").read("unix-file") == b"over trans=unix\n"
+        assert server.view.read("bind-file") == b"through a bind mount\n"
+    finally:
+        server.stop()
