@@ -75,6 +75,9 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 runtime = "crun"
 no_pivot_root = true
+
+[network]
+network_backend = "netavark"
 """,
     "etc/containers/policy.json": '{"default": [{"type": "insecureAcceptAnything"}]}\n',
 }

@@ -17,6 +17,7 @@ run() { podman run --rm "$@"; }   # every container: removed when it exits
 step setup
 mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail "cgroup2"
 podman --version || fail "podman missing"
+ok
 
 # The container image, from the guest's own binaries (no registry): a shell,
 # coreutils, getfattr/setfattr and their libraries.
@@ -36,7 +37,7 @@ for b in dash ls cat mkdir chmod stat sync touch rm mv ln head sha256sum readlin
 done
 ln -s dash $d/usr/bin/sh
 tar -C $d -cf /tmp/img.tar . || fail "tar"
-podman import /tmp/img.tar $IMG >/dev/null || fail "podman import"
+podman import -q /tmp/img.tar $IMG >/dev/null || fail "podman import"
 run $IMG sh -c 'echo image runs' | grep -qx 'image runs' || fail "a container of $IMG does not run"
 ok
 
@@ -63,6 +64,10 @@ run -v vol:/data $IMG sh -euc '
     [ "$(stat -c %a /data/tree/a/b/file)" = 640 ]
     [ "$(cat /data/host-file)" = "written on the host" ]
     echo container wrote' | grep -qx 'container wrote' || fail "the writing container failed"
+# podman mounts a local-driver volume when a container starts and unmounts it
+# when the last one using it exits
+grep -q ' /var/lib/containers/storage/volumes/vol/_data ' /proc/mounts \
+    && fail "the volume is still mounted after its container exited"
 ok
 
 step read_only
@@ -123,8 +128,56 @@ run -v uvol:/data $IMG sh -euc 'printf "over trans=unix\n" > /data/unix-file; sy
 [ "$(run -v uvol:/data:ro $IMG cat /data/unix-file)" = "over trans=unix" ] || fail "read back over unix"
 ok
 
+# podman-compose: a compose file declaring the volume with driver_opts (the
+# options `ninep volume create cvol --json` printed), written on the host.
+step compose
+cat /job/compose.yaml
+(cd /job && podman-compose -p ninep up) || fail "podman-compose up"
+podman volume inspect ninep_data --format '{{.Driver}} {{.Options}}' || fail "compose volume"
+(cd /job && podman-compose -p ninep down) || fail "podman-compose down"
+podman volume rm ninep_data || fail "rm compose volume"
+ok
+
+# A server restart under a running container. The host restarts the server
+# (same store, same port) when it reads @@CT-RESTART@@, then writes
+# `restarted` into dataset main; a fresh mount seeing that file means the new
+# server answers.
+step restart
+podman run -d --name holder -v vol:/data $IMG sleep 900 >/dev/null || fail "holder did not start"
+[ "$(podman exec holder cat /data/tree/top)" = second ] || fail "holder cannot read before the restart"
+echo "@@CT-RESTART@@"
+back=
+for i in $(seq 240); do
+    if ninep-mount /mnt/probe 2>/dev/null; then
+        [ -e /mnt/probe/restarted ] && back=1
+        umount /mnt/probe
+        [ -n "$back" ] && break
+    fi
+    sleep 0.5
+done
+[ -n "$back" ] || fail "the restarted server never answered a new mount"
+# what the running container sees: every request on the old mount fails
+podman exec holder sh -c '
+    cat /data/tree/top; echo "cat rc=$?"
+    ls /data >/dev/null; echo "ls rc=$?"
+    touch /data/after-restart; echo "touch rc=$?"
+    stat -c %s /data/tree/top; echo "stat rc=$?"' > /tmp/holder.out 2>&1
+cat /tmp/holder.out
+for op in cat ls touch stat; do
+    grep -qx "$op rc=0" /tmp/holder.out && fail "$op on the old mount succeeded after the restart"
+done
+grep -q "stat rc=" /tmp/holder.out || fail "podman exec did not run"
+# the container is restarted: podman unmounts the dead mount and mounts again
+podman rm -f -t 0 holder >/dev/null || fail "podman rm -f holder"
+grep -q ' /var/lib/containers/storage/volumes/vol/_data ' /proc/mounts \
+    && fail "the dead mount is still there after the container was removed"
+[ "$(run -v vol:/data $IMG cat /data/tree/top)" = second ] || fail "a new container cannot read after the restart"
+run -v vol:/data $IMG sh -c 'printf "after the restart\n" > /data/after-restart; sync' \
+    || fail "a new container cannot write after the restart"
+ok
+
 step volumes_removed
 podman volume rm vol uvol || fail "podman volume rm"
-grep -q ' 9p ' /proc/mounts && { grep ' 9p ' /proc/mounts; }
+[ -z "$(podman volume ls -q)" ] || fail "volumes left: $(podman volume ls -q)"
 ok
 echo "@@CT-DONE@@"
