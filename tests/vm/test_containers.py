@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 GUEST_SCRIPT = Path(__file__).resolve().parent / "containers" / "guest.sh"
 STEPS = ["setup", "image", "volume_create", "write", "read_only", "snapshots", "bind", "unix",
-         "compose", "restart", "volumes_removed"]
+         "restart", "volumes_removed"]
 GUEST_HOST = "10.0.2.2"       # the host's 127.0.0.1 from a QEMU user-network guest
 GUEST_SOCKET = "/run/ninep.sock"
 
@@ -38,27 +38,6 @@ def volume_create(store: Path, name: str, address: str) -> dict:
                            "--json"))
     assert out["exported"], out
     return out
-
-
-def compose_file(volume: dict) -> str:
-    """A compose file whose volume has the driver_opts `ninep volume create --json` gave."""
-    o = volume["options"]
-    return f"""\
-services:
-  writer:
-    image: localhost/ninep-test
-    network_mode: none
-    command: ["sh", "-c", "echo from compose > /data/compose-file && sync"]
-    volumes:
-      - data:/data
-volumes:
-  data:
-    driver: local
-    driver_opts:
-      type: {o["type"]}
-      device: {o["device"]}
-      o: {o["o"]}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +61,6 @@ def test_podman_volumes(container_images, tmp_path):
             f"--opt o=trans=tcp,port={port},version=9p2000.L,msize=512000,access=user,"
             "cache=none,aname=vol vol")
         unix = volume_create(server.store, "uvol", f"unix:{GUEST_SOCKET}")
-        compose = compose_file(volume_create(server.store, "cvol", f"tcp:{GUEST_HOST}:{port}"))
         vol = harness.NinepView(server.tcp, aname=b"vol")
         vol._call(lambda c: c.write_file(b"host-file", b"written on the host\n"))
         ninep("snapshot", "create", "vol@fromhost", "--store", str(server.store))
@@ -101,7 +79,6 @@ def test_podman_volumes(container_images, tmp_path):
                 GUEST_SCRIPT.read_bytes(), server=server.tcp, transport="tcp",
                 mount_opts=harness.PRIMARY.mount_opts, images=container_images,
                 env={"PODMAN_TCP": tcp["podman"], "PODMAN_UNIX": unix["podman"]},
-                files={"compose.yaml": compose.encode()},
                 timeout=1200, output=log)
         output = "".join(lines)
         done = [s for s in STEPS if f"@@CT-OK {s}@@" in output]
@@ -125,8 +102,6 @@ def test_podman_volumes(container_images, tmp_path):
         assert not vol.exists(".snapshots/fromhost/tree")
         assert harness.NinepView(server.tcp, aname=b"uvol").read("unix-file") == b"over trans=unix\n"
         assert server.view.read("bind-file") == b"through a bind mount\n"
-        cvol = harness.NinepView(server.tcp, aname=b"cvol")
-        assert cvol.read("compose-file") == b"from compose\n"
         # the old mount's write after the restart failed; the new one's arrived
         assert vol.read("after-restart") == b"after the restart\n"
     finally:
