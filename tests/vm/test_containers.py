@@ -19,7 +19,10 @@ from tests.vm import harness
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
-GUEST_SCRIPT = Path(__file__).resolve().parent / "containers" / "guest.sh"
+CONTAINERS = Path(__file__).resolve().parent / "containers"
+GUEST_SCRIPT = CONTAINERS / "guest.sh"
+# sourced by the guest scripts: the image made of the guest's own binaries
+GUEST_FILES = {"containers/image.sh": (CONTAINERS / "image.sh").read_bytes()}
 STEPS = ["setup", "image", "volume_create", "write", "read_only", "snapshots", "bind", "unix",
          "restart", "volumes_removed"]
 GUEST_HOST = "10.0.2.2"       # the host's 127.0.0.1 from a QEMU user-network guest
@@ -78,7 +81,7 @@ def test_podman_volumes(container_images, tmp_path):
             guest = harness.runner.run_guest(
                 GUEST_SCRIPT.read_bytes(), server=server.tcp, transport="tcp",
                 mount_opts=harness.PRIMARY.mount_opts, images=container_images,
-                env={"PODMAN_TCP": tcp["podman"], "PODMAN_UNIX": unix["podman"]},
+                env={"PODMAN_TCP": tcp["podman"], "PODMAN_UNIX": unix["podman"]}, files=GUEST_FILES,
                 timeout=1200, output=log)
         output = "".join(lines)
         done = [s for s in STEPS if f"@@CT-OK {s}@@" in output]

@@ -19,24 +19,10 @@ mountpoint -q /sys/fs/cgroup || mount -t cgroup2 cgroup2 /sys/fs/cgroup || fail 
 podman --version || fail "podman missing"
 ok
 
-# The container image, from the guest's own binaries (no registry): a shell,
-# coreutils, getfattr/setfattr and their libraries.
+# The container image, from the guest's own binaries (no registry).
 step image
-d=/tmp/img
-mkdir -p $d/usr/bin $d/tmp $d/data
-for l in bin lib lib64 sbin; do ln -s usr/$l $d/$l; done
-for b in dash ls cat mkdir chmod stat sync touch rm mv ln head sha256sum readlink sleep \
-         setfattr getfattr; do
-    p=$(command -v $b) || fail "no $b in the guest"
-    cp -L "$p" $d/usr/bin/
-    ldd "$p" | grep -o '/[^ ]*' | while read -r lib; do
-        dir=$(realpath "$(dirname "$lib")")
-        mkdir -p "$d$dir"
-        cp -L "$lib" "$d$dir/"
-    done
-done
-ln -s dash $d/usr/bin/sh
-tar -C $d -cf /tmp/img.tar . || fail "tar"
+. /job/containers/image.sh
+image_tar /tmp/img.tar || fail "image tarball"
 podman import -q /tmp/img.tar $IMG >/dev/null || fail "podman import"
 run $IMG sh -c 'echo image runs' | grep -qx 'image runs' || fail "a container of $IMG does not run"
 ok
