@@ -81,6 +81,16 @@ network_backend = "netavark"
 """,
     "etc/containers/policy.json": '{"default": [{"type": "insecureAcceptAnything"}]}\n',
 }
+# Docker (tests/vm/test_docker.py): its own image, so the Podman one stays as
+# it is. dockerd without iptables or a bridge, vfs storage, cgroupfs.
+DOCKER_INCLUDE = ROOTFS_INCLUDE + ["docker.io"]
+DOCKER_RECIPE_VERSION = "1"
+DOCKER_FILES = {
+    "etc/docker/daemon.json": json.dumps({
+        "storage-driver": "vfs", "iptables": False, "ip6tables": False, "bridge": "none",
+        "exec-opts": ["native.cgroupdriver=cgroupfs"], "log-driver": "json-file",
+    }, indent=2) + "\n",
+}
 INITRAMFS_RECIPE_VERSION = "1"
 
 # Modules loaded by the initramfs, dependencies first (modprobe resolves them).
@@ -453,6 +463,16 @@ def build_containers_rootfs(cache: Path | None = None, force: bool = False) -> P
         fcntl.flock(lockf, fcntl.LOCK_EX)
         return build_rootfs(cache, force, name="rootfs-containers", include=CONTAINERS_INCLUDE,
                             files=CONTAINERS_FILES, recipe=CONTAINERS_RECIPE_VERSION)
+
+
+def build_docker_rootfs(cache: Path | None = None, force: bool = False) -> Path:
+    """rootfs-docker.ext4: the rootfs plus Debian's docker.io (built on first use)."""
+    cache = cache_dir(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lockf:
+        fcntl.flock(lockf, fcntl.LOCK_EX)
+        return build_rootfs(cache, force, name="rootfs-docker", include=DOCKER_INCLUDE,
+                            files=DOCKER_FILES, recipe=DOCKER_RECIPE_VERSION)
 
 
 # --------------------------------------------------------------------------

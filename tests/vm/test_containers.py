@@ -43,6 +43,29 @@ def volume_create(store: Path, name: str, address: str) -> dict:
     return out
 
 
+def boot(script: Path, images: dict, server, env: dict, steps: list[str], log_path: Path,
+         on_line=None) -> None:
+    """One guest boot running `script`; asserts it passed every one of `steps`."""
+    lines: list[str] = []
+    with open(log_path, "w") as logf:
+        def log(line: str) -> None:
+            lines.append(line)
+            logf.write(line)
+            logf.flush()
+            if on_line is not None:
+                on_line(line)
+        guest = harness.runner.run_guest(
+            script.read_bytes(), server=server.tcp, transport="tcp",
+            mount_opts=harness.PRIMARY.mount_opts, images=images, env=env, files=GUEST_FILES,
+            timeout=1200, output=log)
+    output = "".join(lines)
+    done = [s for s in steps if f"@@CT-OK {s}@@" in output]
+    assert guest.rc == 0 and done == steps and "@@CT-DONE@@" in output, (
+        f"guest rc={guest.rc}, steps passed {done} of {steps}\n"
+        f"--- guest output (tail) ---\n{output[-6000:]}\n"
+        f"--- server log (tail) ---\n{server.log_tail(2000)}\n(full log {log_path})")
+
+
 @pytest.fixture(scope="module")
 def container_images(vm_images):
     try:
@@ -68,27 +91,14 @@ def test_podman_volumes(container_images, tmp_path):
         vol._call(lambda c: c.write_file(b"host-file", b"written on the host\n"))
         ninep("snapshot", "create", "vol@fromhost", "--store", str(server.store))
 
-        lines: list[str] = []
-        log_path = tmp_path / "guest.log"
-        with open(log_path, "w") as logf:
-            def log(line: str) -> None:
-                lines.append(line)
-                logf.write(line)
-                logf.flush()
-                if "@@CT-RESTART@@" in line:
-                    server.restart()
-                    server.view._call(lambda c: c.write_file(b"restarted", b""))
-            guest = harness.runner.run_guest(
-                GUEST_SCRIPT.read_bytes(), server=server.tcp, transport="tcp",
-                mount_opts=harness.PRIMARY.mount_opts, images=container_images,
-                env={"PODMAN_TCP": tcp["podman"], "PODMAN_UNIX": unix["podman"]}, files=GUEST_FILES,
-                timeout=1200, output=log)
-        output = "".join(lines)
-        done = [s for s in STEPS if f"@@CT-OK {s}@@" in output]
-        assert guest.rc == 0 and done == STEPS and "@@CT-DONE@@" in output, (
-            f"guest rc={guest.rc}, steps passed {done} of {STEPS}\n"
-            f"--- guest output (tail) ---\n{output[-6000:]}\n"
-            f"--- server log (tail) ---\n{server.log_tail(2000)}\n(full log {log_path})")
+        def on_line(line: str) -> None:
+            if "@@CT-RESTART@@" in line:
+                server.restart()
+                server.view._call(lambda c: c.write_file(b"restarted", b""))
+
+        boot(GUEST_SCRIPT, container_images, server,
+             {"PODMAN_TCP": tcp["podman"], "PODMAN_UNIX": unix["podman"]}, STEPS,
+             tmp_path / "guest.log", on_line)
 
         # What the containers wrote, read on the host through ninep's client.
         assert vol.read("tree/a/b/file") == b"written in a container\n"
@@ -108,5 +118,38 @@ def test_podman_volumes(container_images, tmp_path):
         assert vol.read("hello") == b"hi\n"
         # the old mount's write after the restart failed; the new one's arrived
         assert vol.read("after-restart") == b"after the restart\n"
+    finally:
+        server.stop()
+
+
+DOCKER_SCRIPT = CONTAINERS / "docker.sh"
+DOCKER_STEPS = ["setup", "image", "volume_create", "write", "read_only", "snapshots",
+                "volumes_removed"]
+
+
+@pytest.fixture(scope="module")
+def docker_images(vm_images):
+    try:
+        rootfs = harness.build.build_docker_rootfs()
+    except (Exception, SystemExit) as e:  # noqa: BLE001
+        harness.unavailable(f"cannot build the Docker image: {e}")
+    return dict(vm_images, rootfs=str(rootfs))
+
+
+def test_docker_volumes(docker_images, tmp_path):
+    server = harness.start_server("ninep", tmp_path / "srv")
+    try:
+        port = server.tcp.rsplit(":", 1)[1]
+        tcp = volume_create(server.store, "dvol", f"tcp:{GUEST_HOST}:{port}")
+        boot(DOCKER_SCRIPT, docker_images, server, {"DOCKER_TCP": tcp["docker"]}, DOCKER_STEPS,
+             tmp_path / "guest.log")
+        vol = harness.NinepView(server.tcp, aname=b"dvol")
+        assert vol.read("hello") == b"hi\n"
+        assert vol.read("tree/a/file") == b"written by docker\n"
+        st = vol.stat("tree/a/file")
+        assert (st.mode, st.uid, st.gid) == (0o640, 0, 0)
+        assert vol.getxattr("tree/a/file", "user.origin") == b"docker"
+        assert not vol.exists("ro-write"), "a write through the :ro volume reached the store"
+        assert vol.listdir(".snapshots") == [b"fromdocker"]
     finally:
         server.stop()
