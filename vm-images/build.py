@@ -83,7 +83,7 @@ network_backend = "netavark"
 }
 # Docker (tests/vm/test_docker.py): its own image, so the Podman one stays as
 # it is. dockerd without iptables or a bridge, vfs storage, cgroupfs.
-DOCKER_INCLUDE = ROOTFS_INCLUDE + ["docker.io"]
+DOCKER_INCLUDE = ROOTFS_INCLUDE + ["docker.io", "docker-compose"]
 DOCKER_RECIPE_VERSION = "1"
 DOCKER_FILES = {
     "etc/docker/daemon.json": json.dumps({

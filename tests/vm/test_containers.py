@@ -44,7 +44,7 @@ def volume_create(store: Path, name: str, address: str) -> dict:
 
 
 def boot(script: Path, images: dict, server, env: dict, steps: list[str], log_path: Path,
-         on_line=None) -> None:
+         on_line=None, files: dict[str, bytes] | None = None) -> None:
     """One guest boot running `script`; asserts it passed every one of `steps`."""
     lines: list[str] = []
     with open(log_path, "w") as logf:
@@ -56,7 +56,8 @@ def boot(script: Path, images: dict, server, env: dict, steps: list[str], log_pa
                 on_line(line)
         guest = harness.runner.run_guest(
             script.read_bytes(), server=server.tcp, transport="tcp",
-            mount_opts=harness.PRIMARY.mount_opts, images=images, env=env, files=GUEST_FILES,
+            mount_opts=harness.PRIMARY.mount_opts, images=images, env=env,
+            files={**GUEST_FILES, **(files or {})},
             timeout=1200, output=log)
     output = "".join(lines)
     done = [s for s in steps if f"@@CT-OK {s}@@" in output]
@@ -124,7 +125,37 @@ def test_podman_volumes(container_images, tmp_path):
 
 DOCKER_SCRIPT = CONTAINERS / "docker.sh"
 DOCKER_STEPS = ["setup", "image", "volume_create", "write", "read_only", "snapshots",
-                "volumes_removed"]
+                "mount_flag", "compose", "volumes_removed"]
+
+
+def docker_mount(volume: dict) -> str:
+    """`docker run --mount` with the volume's local-driver options as volume-opt."""
+    o = volume["options"]
+    spec = (f"type=volume,src=dmount,dst=/data,volume-driver=local,volume-opt=type={o['type']},"
+            f"volume-opt=device={o['device']},\"volume-opt=o={o['o']}\"")
+    return (f"docker run --rm --network none --mount '{spec}' localhost/ninep-test "
+            "cat /data/hello")
+
+
+def compose_file(volume: dict) -> str:
+    """A compose file whose volume has the driver_opts `ninep volume create --json` gave."""
+    o = volume["options"]
+    return f"""\
+services:
+  writer:
+    image: localhost/ninep-test
+    network_mode: none
+    command: ["sh", "-c", "echo from compose > /data/compose-file && sync"]
+    volumes:
+      - data:/data
+volumes:
+  data:
+    driver: local
+    driver_opts:
+      type: "{o['type']}"
+      device: "{o['device']}"
+      o: "{o['o']}"
+"""
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +172,10 @@ def test_docker_volumes(docker_images, tmp_path):
     try:
         port = server.tcp.rsplit(":", 1)[1]
         tcp = volume_create(server.store, "dvol", f"tcp:{GUEST_HOST}:{port}")
-        boot(DOCKER_SCRIPT, docker_images, server, {"DOCKER_TCP": tcp["docker"]}, DOCKER_STEPS,
-             tmp_path / "guest.log")
+        cvol = volume_create(server.store, "cvol", f"tcp:{GUEST_HOST}:{port}")
+        boot(DOCKER_SCRIPT, docker_images, server,
+             {"DOCKER_TCP": tcp["docker"], "DOCKER_MOUNT": docker_mount(tcp)}, DOCKER_STEPS,
+             tmp_path / "guest.log", files={"compose.yaml": compose_file(cvol).encode()})
         vol = harness.NinepView(server.tcp, aname=b"dvol")
         assert vol.read("hello") == b"hi\n"
         assert vol.read("tree/a/file") == b"written by docker\n"
@@ -151,5 +184,7 @@ def test_docker_volumes(docker_images, tmp_path):
         assert vol.getxattr("tree/a/file", "user.origin") == b"docker"
         assert not vol.exists("ro-write"), "a write through the :ro volume reached the store"
         assert vol.listdir(".snapshots") == [b"fromdocker"]
+        compose = harness.NinepView(server.tcp, aname=b"cvol")
+        assert compose.read("compose-file") == b"from compose\n"
     finally:
         server.stop()

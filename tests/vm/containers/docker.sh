@@ -56,7 +56,23 @@ docker run --rm --network none -v dvol:/data $IMG mkdir /data/.snapshots/fromdoc
     || fail "ls /data/.snapshots"
 ok
 
+# The same options on the command line: --mount with volume-opt (the o=
+# value holds commas, so that field is quoted inside the CSV).
+step mount_flag
+echo "+ $DOCKER_MOUNT"
+[ "$(eval "$DOCKER_MOUNT")" = hi ] || fail "docker run --mount ... volume-opt"
+ok
+
+# docker-compose (Debian's, 1.29): the volume declared with driver_opts.
+step compose
+cat /job/compose.yaml
+(cd /job && docker-compose -p ninep up --no-color writer) || fail "docker-compose up"
+docker volume inspect ninep_data --format '{{.Driver}} {{.Options}}' || fail "compose volume"
+(cd /job && docker-compose -p ninep down --volumes) || fail "docker-compose down"
+ok
+
 step volumes_removed
-docker volume rm dvol || fail "docker volume rm"
+docker volume rm dvol dmount || fail "docker volume rm"
+[ -z "$(docker volume ls -q)" ] || fail "volumes left: $(docker volume ls -q)"
 ok
 echo "@@CT-DONE@@"
