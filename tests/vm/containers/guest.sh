@@ -166,7 +166,8 @@ done
 podman rm -f -t 0 holder >/dev/null || fail "podman rm -f holder"
 grep -q ' /var/lib/containers/storage/volumes/vol/_data ' /proc/mounts \
     && fail "the dead mount is still there after the container was removed"
-[ "$(run -v vol:/data $IMG cat /data/tree/top)" = second ] || fail "a new container cannot read after the restart"
+[ "$(podman run --rm -v vol:/data $IMG cat /data/tree/top)" = second ] \
+    || fail "a new container cannot read after the restart"
 run -v vol:/data $IMG sh -c 'printf "after the restart\n" > /data/after-restart; sync' \
     || fail "a new container cannot write after the restart"
 ok
