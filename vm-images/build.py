@@ -42,6 +42,55 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # findutils, util-linux (flock, setpriv, unshare), grep, sed.
 ROOTFS_INCLUDE = ["git", "attr", "sqlite3", "python3-minimal"]
 ROOTFS_RECIPE_VERSION = "1"
+# The container image (tests/vm/test_containers.py, issue 18): the same
+# userland plus rootful Podman. A separate image, built only when a container
+# test runs, so the other kernel tests keep their smaller rootfs. debootstrap
+# resolves only Depends: podman needs a network stack package named
+# explicitly (netavark), although the tests run containers with --network=none.
+CONTAINERS_INCLUDE = ROOTFS_INCLUDE + [
+    "podman", "crun", "conmon", "netavark", "aardvark-dns", "socat", "podman-compose",
+]
+CONTAINERS_RECIPE_VERSION = "1"
+# Podman's configuration in that image (see vm-images/README.md, Containers).
+CONTAINERS_FILES = {
+    # vfs: plain copies, works on any filesystem (the guest's root is an
+    # overlay over tmpfs, which overlayfs cannot take as its upper layer).
+    "etc/containers/storage.conf": """\
+[storage]
+driver = "vfs"
+runroot = "/run/containers/storage"
+graphroot = "/var/lib/containers/storage"
+""",
+    # No systemd, no journald, no bridge: cgroupfs, a file event log, no
+    # network namespace plumbing (9p is mounted by podman in the guest's own
+    # namespace, before the container starts). The guest's root is still the
+    # initramfs (the init chroots), where pivot_root(2) fails: no_pivot_root.
+    "etc/containers/containers.conf": """\
+[containers]
+netns = "none"
+log_driver = "k8s-file"
+
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+runtime = "crun"
+no_pivot_root = true
+
+[network]
+network_backend = "netavark"
+""",
+    "etc/containers/policy.json": '{"default": [{"type": "insecureAcceptAnything"}]}\n',
+}
+# Docker (tests/vm/test_docker.py): its own image, so the Podman one stays as
+# it is. dockerd without iptables or a bridge, vfs storage, cgroupfs.
+DOCKER_INCLUDE = ROOTFS_INCLUDE + ["docker.io", "docker-compose"]
+DOCKER_RECIPE_VERSION = "1"
+DOCKER_FILES = {
+    "etc/docker/daemon.json": json.dumps({
+        "storage-driver": "vfs", "iptables": False, "ip6tables": False, "bridge": "none",
+        "exec-opts": ["native.cgroupdriver=cgroupfs"], "log-driver": "json-file",
+    }, indent=2) + "\n",
+}
 INITRAMFS_RECIPE_VERSION = "1"
 
 # Modules loaded by the initramfs, dependencies first (modprobe resolves them).
@@ -342,21 +391,27 @@ def build_initramfs(cache: Path, kernel: dict, force: bool = False) -> Path:
 # --------------------------------------------------------------------------
 # Debian userland
 
-def build_rootfs(cache: Path, force: bool = False, mirror: str | None = None) -> Path:
+def build_rootfs(cache: Path, force: bool = False, mirror: str | None = None,
+                 name: str = "rootfs", include: list[str] = ROOTFS_INCLUDE,
+                 files: dict[str, str] | None = None,
+                 recipe: str = ROOTFS_RECIPE_VERSION) -> Path:
+    """debootstrap minbase + `include`, plus `files` (path -> text), as NAME.ext4."""
     mirror = mirror or os.environ.get("NINEP_VM_MIRROR", DEFAULT_MIRROR)
-    out = cache / "rootfs.ext4"
-    stamp = cache / "rootfs.stamp"
-    want = json.dumps({"suite": SUITE, "include": ROOTFS_INCLUDE,
-                       "recipe": ROOTFS_RECIPE_VERSION})
+    out = cache / f"{name}.ext4"
+    stamp = cache / f"{name}.stamp"
+    spec = {"suite": SUITE, "include": include, "recipe": recipe}
+    if files:
+        spec["files"] = files
+    want = json.dumps(spec)
     if not force and out.exists() and stamp.exists() and stamp.read_text() == want:
         return out
-    log(f"building rootfs: debootstrap --variant=minbase {SUITE} (+{','.join(ROOTFS_INCLUDE)})")
+    log(f"building {name}: debootstrap --variant=minbase {SUITE} (+{','.join(include)})")
     t0 = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="rootfs.", dir=cache))
     try:
         root = tmp / "root"
         r = subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--include={','.join(ROOTFS_INCLUDE)}",
+            ["debootstrap", "--variant=minbase", f"--include={','.join(include)}",
              SUITE, str(root), mirror],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if r.returncode != 0:
@@ -383,6 +438,9 @@ def build_rootfs(cache: Path, force: bool = False, mirror: str | None = None) ->
             f.write("tester:x:1000:1000:tester:/tmp:/bin/sh\n")
         with open(root / "etc/group", "a") as f:
             f.write("tester:x:1000:\n")
+        for rel, text in (files or {}).items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(text)
         size_kib = int(run(["du", "-sk", "--apparent-size", str(root)], capture_output=True,
                            text=True).stdout.split()[0])
         size_mib = size_kib // 1024 + 96
@@ -393,8 +451,28 @@ def build_rootfs(cache: Path, force: bool = False, mirror: str | None = None) ->
         stamp.write_text(want)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log(f"rootfs built in {time.monotonic() - t0:.0f}s")
+    log(f"{name} built in {time.monotonic() - t0:.0f}s")
     return out
+
+
+def build_containers_rootfs(cache: Path | None = None, force: bool = False) -> Path:
+    """rootfs-containers.ext4: the rootfs plus rootful Podman (built on first use)."""
+    cache = cache_dir(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lockf:
+        fcntl.flock(lockf, fcntl.LOCK_EX)
+        return build_rootfs(cache, force, name="rootfs-containers", include=CONTAINERS_INCLUDE,
+                            files=CONTAINERS_FILES, recipe=CONTAINERS_RECIPE_VERSION)
+
+
+def build_docker_rootfs(cache: Path | None = None, force: bool = False) -> Path:
+    """rootfs-docker.ext4: the rootfs plus Debian's docker.io (built on first use)."""
+    cache = cache_dir(cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lockf:
+        fcntl.flock(lockf, fcntl.LOCK_EX)
+        return build_rootfs(cache, force, name="rootfs-docker", include=DOCKER_INCLUDE,
+                            files=DOCKER_FILES, recipe=DOCKER_RECIPE_VERSION)
 
 
 # --------------------------------------------------------------------------

@@ -332,13 +332,23 @@ class NinepServer(Server):
 
     def __init__(self, workdir: Path, config: str | None = None):
         self.store = workdir / "store"
-        sock = workdir / "ninep.sock"
         self.log_path = workdir / "ninep.log"
-        cmd = ninep_command() + ["serve", "--store", str(self.store),
-                                 "--listen", "tcp:127.0.0.1:0", "--listen", f"unix:{sock}"]
+        self._sock = workdir / "ninep.sock"
+        self._config_path = None
         if config is not None:
-            (workdir / "ninep.toml").write_text(config)
-            cmd += ["--config", str(workdir / "ninep.toml")]
+            self._config_path = workdir / "ninep.toml"
+            self._config_path.write_text(config)
+        self.tcp, self.unix = self._start("tcp:127.0.0.1:0")
+        self.aname = ""
+        self.view = NinepView(self.tcp)
+        self._ro_aname: str | None = None
+
+    def _start(self, tcp_listen: str) -> tuple[str, str]:
+        """Start `ninep serve`; its tcp and unix addresses once both listen."""
+        cmd = ninep_command() + ["serve", "--store", str(self.store),
+                                 "--listen", tcp_listen, "--listen", f"unix:{self._sock}"]
+        if self._config_path is not None:
+            cmd += ["--config", str(self._config_path)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=open(self.log_path, "ab"), start_new_session=True,
                                      cwd=str(ROOT))
@@ -356,14 +366,17 @@ class NinepServer(Server):
 
         threading.Thread(target=reader, daemon=True).start()
         if not done.wait(60) or len(addresses) < 2:
-            self.stop()
+            hostserver.stop(self.proc)
             raise ServerError(f"`{' '.join(cmd)}` did not report two listeners "
                               f"(got {addresses}); log:\n{self.log_tail()}")
-        self.tcp = next(a for a in addresses if a.startswith("tcp:"))
-        self.unix = next(a for a in addresses if a.startswith("unix:"))
-        self.aname = ""
-        self.view = NinepView(self.tcp)
-        self._ro_aname: str | None = None
+        return (next(a for a in addresses if a.startswith("tcp:")),
+                next(a for a in addresses if a.startswith("unix:")))
+
+    def restart(self) -> None:
+        """Stop the server, then serve the same store on the same addresses again."""
+        hostserver.stop(self.proc)
+        tcp, _ = self._start(self.tcp)
+        assert tcp == self.tcp, (tcp, self.tcp)
 
     def read_only_export(self) -> str:
         """Dataset "ro", made read-only (dataset property) after `lockfile` is written."""
