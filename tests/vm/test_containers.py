@@ -24,7 +24,7 @@ GUEST_SCRIPT = CONTAINERS / "guest.sh"
 # sourced by the guest scripts: the image made of the guest's own binaries
 GUEST_FILES = {"containers/image.sh": (CONTAINERS / "image.sh").read_bytes()}
 STEPS = ["setup", "image", "volume_create", "write", "read_only", "snapshots", "bind", "unix",
-         "restart", "volumes_removed"]
+         "restart", "compose", "volumes_removed"]
 GUEST_HOST = "10.0.2.2"       # the host's 127.0.0.1 from a QEMU user-network guest
 GUEST_SOCKET = "/run/ninep.sock"
 
@@ -88,6 +88,7 @@ def test_podman_volumes(container_images, tmp_path):
             f"--opt o=trans=tcp,port={port},version=9p2000.L,msize=512000,access=user,"
             "cache=none,aname=vol vol")
         unix = volume_create(server.store, "uvol", f"unix:{GUEST_SOCKET}")
+        cvol = volume_create(server.store, "cvol", f"tcp:{GUEST_HOST}:{port}")
         vol = harness.NinepView(server.tcp, aname=b"vol")
         vol._call(lambda c: c.write_file(b"host-file", b"written on the host\n"))
         ninep("snapshot", "create", "vol@fromhost", "--store", str(server.store))
@@ -99,7 +100,7 @@ def test_podman_volumes(container_images, tmp_path):
 
         boot(GUEST_SCRIPT, container_images, server,
              {"PODMAN_TCP": tcp["podman"], "PODMAN_UNIX": unix["podman"]}, STEPS,
-             tmp_path / "guest.log", on_line)
+             tmp_path / "guest.log", on_line, files={"compose.yaml": compose_file(cvol).encode()})
 
         # What the containers wrote, read on the host through ninep's client.
         assert vol.read("tree/a/b/file") == b"written in a container\n"
@@ -119,6 +120,9 @@ def test_podman_volumes(container_images, tmp_path):
         assert vol.read("hello") == b"hi\n"
         # the old mount's write after the restart failed; the new one's arrived
         assert vol.read("after-restart") == b"after the restart\n"
+        # podman-compose's service, through the compose file's driver_opts volume
+        assert harness.NinepView(server.tcp, aname=b"cvol").read("compose-file") == \
+            b"from compose\n"
     finally:
         server.stop()
 
