@@ -5,6 +5,8 @@ runs tests/vm/containers/guest.sh against a fresh server. The host first
 runs `ninep volume create` and passes the exact `podman volume create` lines
 it prints into the guest; after the boot it checks through ninep's own
 client what the containers wrote. Each guest step prints @@CT-OK STEP@@.
+The compose step runs podman-compose (the pinned PyPI 1.6.0 in the image) on
+the compose file below, whose volume is declared with driver_opts.
 """
 from __future__ import annotations
 
@@ -65,6 +67,28 @@ def boot(script: Path, images: dict, server, env: dict, steps: list[str], log_pa
         f"guest rc={guest.rc}, steps passed {done} of {steps}\n"
         f"--- guest output (tail) ---\n{output[-6000:]}\n"
         f"--- server log (tail) ---\n{server.log_tail(2000)}\n(full log {log_path})")
+
+
+def compose_file(volume: dict) -> str:
+    """A compose file whose volume has the driver_opts `ninep volume create --json` gave;
+    podman-compose (guest.sh) and docker-compose (docker.sh) bring it up."""
+    o = volume["options"]
+    return f"""\
+services:
+  writer:
+    image: localhost/ninep-test
+    network_mode: none
+    command: ["sh", "-c", "echo from compose > /data/compose-file && sync"]
+    volumes:
+      - data:/data
+volumes:
+  data:
+    driver: local
+    driver_opts:
+      type: "{o['type']}"
+      device: "{o['device']}"
+      o: "{o['o']}"
+"""
 
 
 @pytest.fixture(scope="module")
@@ -139,27 +163,6 @@ def docker_mount(volume: dict) -> str:
             f"volume-opt=device={o['device']},\"volume-opt=o={o['o']}\"")
     return (f"docker run --rm --network none --mount '{spec}' localhost/ninep-test "
             "cat /data/hello")
-
-
-def compose_file(volume: dict) -> str:
-    """A compose file whose volume has the driver_opts `ninep volume create --json` gave."""
-    o = volume["options"]
-    return f"""\
-services:
-  writer:
-    image: localhost/ninep-test
-    network_mode: none
-    command: ["sh", "-c", "echo from compose > /data/compose-file && sync"]
-    volumes:
-      - data:/data
-volumes:
-  data:
-    driver: local
-    driver_opts:
-      type: "{o['type']}"
-      device: "{o['device']}"
-      o: "{o['o']}"
-"""
 
 
 @pytest.fixture(scope="module")
