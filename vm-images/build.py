@@ -18,6 +18,7 @@ Usage:  python3 vm-images/build.py [--cache DIR] [--force] [--no-install]
 from __future__ import annotations
 
 import argparse
+import configparser
 import fcntl
 import hashlib
 import json
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -47,10 +49,19 @@ ROOTFS_RECIPE_VERSION = "1"
 # test runs, so the other kernel tests keep their smaller rootfs. debootstrap
 # resolves only Depends: podman needs a network stack package named
 # explicitly (netavark), although the tests run containers with --network=none.
+# podman-compose is not Debian's (1.0.3 drops a volume's driver_opts and puts
+# every service on a bridge network even with network_mode: none) but the
+# pinned PyPI wheel below; python3-yaml and python3-dotenv are its imports.
 CONTAINERS_INCLUDE = ROOTFS_INCLUDE + [
-    "podman", "crun", "conmon", "netavark", "aardvark-dns", "socat", "podman-compose",
+    "podman", "crun", "conmon", "netavark", "aardvark-dns", "socat",
+    "python3-yaml", "python3-dotenv",
 ]
-CONTAINERS_RECIPE_VERSION = "1"
+# Pure-Python wheels from PyPI installed into that image: name -> (version, sha256).
+CONTAINERS_WHEELS = {
+    "podman-compose": ("1.6.0",
+                       "98e48af25d44c10ecef948163bfcca002e32aa8bbb7e66593fbd4faff7270c30"),
+}
+CONTAINERS_RECIPE_VERSION = "2"
 # Podman's configuration in that image (see vm-images/README.md, Containers).
 CONTAINERS_FILES = {
     # vfs: plain copies, works on any filesystem (the guest's root is an
@@ -391,17 +402,57 @@ def build_initramfs(cache: Path, kernel: dict, force: bool = False) -> Path:
 # --------------------------------------------------------------------------
 # Debian userland
 
+def pypi_wheel(cache: Path, name: str, version: str, sha256: str) -> Path:
+    """The pure-Python wheel NAME==VERSION from PyPI (pip download), checked against sha256."""
+    wdir = cache / "wheels"
+    wdir.mkdir(parents=True, exist_ok=True)
+    pattern = f"{name.replace('-', '_')}-{version}-py3-none-any.whl"
+    whl = wdir / pattern
+    if not whl.exists():
+        log(f"pip download {name}=={version}")
+        run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+             "--only-binary=:all:",
+             "-d", str(wdir), f"{name}=={version}"])
+    digest = hashlib.sha256(whl.read_bytes()).hexdigest()
+    if digest != sha256:
+        whl.unlink()
+        raise RuntimeError(f"{whl.name}: sha256 {digest}, pinned {sha256}")
+    return whl
+
+
+def install_wheel(root: Path, whl: Path) -> None:
+    """Unpack a pure-Python wheel into ROOT's dist-packages, with its console scripts."""
+    site = root / "usr/lib/python3/dist-packages"
+    with zipfile.ZipFile(whl) as z:
+        z.extractall(site)
+        entry = next((n for n in z.namelist() if n.endswith(".dist-info/entry_points.txt")), None)
+        scripts = configparser.ConfigParser()
+        if entry:
+            scripts.read_string(z.read(entry).decode())
+    if scripts.has_section("console_scripts"):
+        for cmd, target in scripts.items("console_scripts"):
+            module, func = target.split(":")
+            path = root / "usr/bin" / cmd
+            path.write_text(f"#!/usr/bin/python3\nimport sys\nfrom {module} import {func}\n"
+                            f"sys.exit({func}())\n")
+            path.chmod(0o755)
+
+
 def build_rootfs(cache: Path, force: bool = False, mirror: str | None = None,
                  name: str = "rootfs", include: list[str] = ROOTFS_INCLUDE,
                  files: dict[str, str] | None = None,
-                 recipe: str = ROOTFS_RECIPE_VERSION) -> Path:
-    """debootstrap minbase + `include`, plus `files` (path -> text), as NAME.ext4."""
+                 recipe: str = ROOTFS_RECIPE_VERSION,
+                 wheels: dict[str, tuple[str, str]] | None = None) -> Path:
+    """debootstrap minbase + `include`, plus `files` (path -> text) and the pinned
+    PyPI `wheels` (name -> (version, sha256)), as NAME.ext4."""
     mirror = mirror or os.environ.get("NINEP_VM_MIRROR", DEFAULT_MIRROR)
     out = cache / f"{name}.ext4"
     stamp = cache / f"{name}.stamp"
     spec = {"suite": SUITE, "include": include, "recipe": recipe}
     if files:
         spec["files"] = files
+    if wheels:
+        spec["wheels"] = wheels
     want = json.dumps(spec)
     if not force and out.exists() and stamp.exists() and stamp.read_text() == want:
         return out
@@ -441,6 +492,8 @@ def build_rootfs(cache: Path, force: bool = False, mirror: str | None = None,
         for rel, text in (files or {}).items():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_text(text)
+        for wname, (version, sha256) in (wheels or {}).items():
+            install_wheel(root, pypi_wheel(cache, wname, version, sha256))
         size_kib = int(run(["du", "-sk", "--apparent-size", str(root)], capture_output=True,
                            text=True).stdout.split()[0])
         size_mib = size_kib // 1024 + 96
@@ -462,7 +515,8 @@ def build_containers_rootfs(cache: Path | None = None, force: bool = False) -> P
     with open(cache / ".lock", "w") as lockf:
         fcntl.flock(lockf, fcntl.LOCK_EX)
         return build_rootfs(cache, force, name="rootfs-containers", include=CONTAINERS_INCLUDE,
-                            files=CONTAINERS_FILES, recipe=CONTAINERS_RECIPE_VERSION)
+                            files=CONTAINERS_FILES, recipe=CONTAINERS_RECIPE_VERSION,
+                            wheels=CONTAINERS_WHEELS)
 
 
 def build_docker_rootfs(cache: Path | None = None, force: bool = False) -> Path:

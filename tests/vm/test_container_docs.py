@@ -17,7 +17,7 @@ from tests.vm import test_containers as tc
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "containers.md"
 PORT = 5640        # the port the page's examples use
 IMAGE = "localhost/ninep-test"
-RUNTIMES = ("podman ", "docker ", "docker-compose ", "socat ")
+RUNTIMES = ("podman ", "podman-compose ", "docker ", "docker-compose ", "socat ")
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```$", re.M | re.S)
 
 
@@ -42,7 +42,7 @@ def test_every_container_command_in_the_docs_is_run_by_a_test():
     generated = {tc.docker_mount(options("dvol")).replace(IMAGE, "IMAGE")}
     shown = [line for block in blocks("sh") for line in block.splitlines()
              if line.startswith(RUNTIMES)]
-    assert len(shown) >= 15, shown   # the page shows 19; a broken fence would drop many
+    assert len(shown) >= 17, shown   # the page shows 21; a broken fence would drop many
     for line in shown:
         if " volume create " in line:
             assert line in created, f"docs show a volume create line no test runs: {line}"
@@ -53,6 +53,6 @@ def test_every_container_command_in_the_docs_is_run_by_a_test():
             assert script_form in scripts, f"docs show a command no test runs: {line}"
 
 
-def test_the_compose_file_in_the_docs_is_the_one_the_docker_test_uses():
+def test_the_compose_file_in_the_docs_is_the_one_the_podman_and_docker_tests_use():
     (shown,) = blocks("yaml")
     assert shown == tc.compose_file(options("cvol")).replace(IMAGE, "IMAGE")

@@ -5,6 +5,8 @@ runs tests/vm/containers/guest.sh against a fresh server. The host first
 runs `ninep volume create` and passes the exact `podman volume create` lines
 it prints into the guest; after the boot it checks through ninep's own
 client what the containers wrote. Each guest step prints @@CT-OK STEP@@.
+The compose step runs podman-compose (the pinned PyPI 1.6.0 in the image) on
+the compose file below, whose volume is declared with driver_opts.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ GUEST_SCRIPT = CONTAINERS / "guest.sh"
 # sourced by the guest scripts: the image made of the guest's own binaries
 GUEST_FILES = {"containers/image.sh": (CONTAINERS / "image.sh").read_bytes()}
 STEPS = ["setup", "image", "volume_create", "write", "read_only", "snapshots", "bind", "unix",
-         "restart", "volumes_removed"]
+         "restart", "compose", "volumes_removed"]
 GUEST_HOST = "10.0.2.2"       # the host's 127.0.0.1 from a QEMU user-network guest
 GUEST_SOCKET = "/run/ninep.sock"
 
@@ -67,6 +69,28 @@ def boot(script: Path, images: dict, server, env: dict, steps: list[str], log_pa
         f"--- server log (tail) ---\n{server.log_tail(2000)}\n(full log {log_path})")
 
 
+def compose_file(volume: dict) -> str:
+    """A compose file whose volume has the driver_opts `ninep volume create --json` gave;
+    podman-compose (guest.sh) and docker-compose (docker.sh) bring it up."""
+    o = volume["options"]
+    return f"""\
+services:
+  writer:
+    image: localhost/ninep-test
+    network_mode: none
+    command: ["sh", "-c", "echo from compose > /data/compose-file && sync"]
+    volumes:
+      - data:/data
+volumes:
+  data:
+    driver: local
+    driver_opts:
+      type: "{o['type']}"
+      device: "{o['device']}"
+      o: "{o['o']}"
+"""
+
+
 @pytest.fixture(scope="module")
 def container_images(vm_images):
     try:
@@ -88,6 +112,7 @@ def test_podman_volumes(container_images, tmp_path):
             f"--opt o=trans=tcp,port={port},version=9p2000.L,msize=512000,access=user,"
             "cache=none,aname=vol vol")
         unix = volume_create(server.store, "uvol", f"unix:{GUEST_SOCKET}")
+        cvol = volume_create(server.store, "cvol", f"tcp:{GUEST_HOST}:{port}")
         vol = harness.NinepView(server.tcp, aname=b"vol")
         vol._call(lambda c: c.write_file(b"host-file", b"written on the host\n"))
         ninep("snapshot", "create", "vol@fromhost", "--store", str(server.store))
@@ -99,7 +124,7 @@ def test_podman_volumes(container_images, tmp_path):
 
         boot(GUEST_SCRIPT, container_images, server,
              {"PODMAN_TCP": tcp["podman"], "PODMAN_UNIX": unix["podman"]}, STEPS,
-             tmp_path / "guest.log", on_line)
+             tmp_path / "guest.log", on_line, files={"compose.yaml": compose_file(cvol).encode()})
 
         # What the containers wrote, read on the host through ninep's client.
         assert vol.read("tree/a/b/file") == b"written in a container\n"
@@ -119,6 +144,9 @@ def test_podman_volumes(container_images, tmp_path):
         assert vol.read("hello") == b"hi\n"
         # the old mount's write after the restart failed; the new one's arrived
         assert vol.read("after-restart") == b"after the restart\n"
+        # podman-compose's service, through the compose file's driver_opts volume
+        assert harness.NinepView(server.tcp, aname=b"cvol").read("compose-file") == \
+            b"from compose\n"
     finally:
         server.stop()
 
@@ -135,27 +163,6 @@ def docker_mount(volume: dict) -> str:
             f"volume-opt=device={o['device']},\"volume-opt=o={o['o']}\"")
     return (f"docker run --rm --network none --mount '{spec}' localhost/ninep-test "
             "cat /data/hello")
-
-
-def compose_file(volume: dict) -> str:
-    """A compose file whose volume has the driver_opts `ninep volume create --json` gave."""
-    o = volume["options"]
-    return f"""\
-services:
-  writer:
-    image: localhost/ninep-test
-    network_mode: none
-    command: ["sh", "-c", "echo from compose > /data/compose-file && sync"]
-    volumes:
-      - data:/data
-volumes:
-  data:
-    driver: local
-    driver_opts:
-      type: "{o['type']}"
-      device: "{o['device']}"
-      o: "{o['o']}"
-"""
 
 
 @pytest.fixture(scope="module")

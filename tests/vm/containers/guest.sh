@@ -172,6 +172,21 @@ run -v vol:/data $IMG sh -c 'printf "after the restart\n" > /data/after-restart;
     || fail "a new container cannot write after the restart"
 ok
 
+# podman-compose (the pinned PyPI version in the image, not Debian's 1.0.3):
+# the compose file's volume carries the driver_opts of dataset cvol; its
+# service writes a file the host then reads through ninep's client.
+step compose
+podman-compose --version || fail "podman-compose missing"
+cat /job/compose.yaml
+(cd /job && podman-compose -p ninep up) || fail "podman-compose up"
+podman volume inspect ninep_data --format '{{.Driver}} {{.Options}}' || fail "compose volume"
+podman volume inspect ninep_data --format '{{.Options}}' | grep -q 'aname=cvol' \
+    || fail "the compose volume lacks its driver_opts"
+(cd /job && podman-compose -p ninep down -v) || fail "podman-compose down -v"
+podman volume exists ninep_data && fail "podman-compose down -v left the volume"
+[ -z "$(podman ps -aq)" ] || fail "containers left: $(podman ps -a)"
+ok
+
 step volumes_removed
 podman volume rm vol uvol || fail "podman volume rm"
 [ -z "$(podman volume ls -q)" ] || fail "volumes left: $(podman volume ls -q)"
