@@ -52,6 +52,10 @@ class SessionContext:
     config: ServerConfig
     admission: Admission
     refusal_log: LogLimiter
-    metrics: ServerMetrics
     #: How long requests in flight may take to finish once the server stops.
     shutdown_grace: float = 10.0
+
+    @property
+    def metrics(self) -> ServerMetrics:
+        """The server's metrics (the same object the handlers count into)."""
+        return self.handlers.metrics

@@ -55,7 +55,7 @@ class Server:
         self.sessions_context = SessionContext(
             HandlerContext(self.namespace, IoRunner(), self.metrics, self.locks, HostIdentities(),
                            self.config.max_fids_per_connection, store.max_file_size),
-            self.config, self.admission, self.refusal_log, self.metrics,
+            self.config, self.admission, self.refusal_log,
         )
         self.operations = Operations(store)
         self.jobs = JobManager()
