@@ -508,25 +508,26 @@ def build_rootfs(cache: Path, force: bool = False, mirror: str | None = None,
     return out
 
 
-def build_containers_rootfs(cache: Path | None = None, force: bool = False) -> Path:
-    """rootfs-containers.ext4: the rootfs plus rootful Podman (built on first use)."""
+def _build_locked_rootfs(cache: Path | None, force: bool, **recipe) -> Path:
+    """build_rootfs(**recipe) under the cache lock (images built on first use)."""
     cache = cache_dir(cache)
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / ".lock", "w") as lockf:
         fcntl.flock(lockf, fcntl.LOCK_EX)
-        return build_rootfs(cache, force, name="rootfs-containers", include=CONTAINERS_INCLUDE,
-                            files=CONTAINERS_FILES, recipe=CONTAINERS_RECIPE_VERSION,
-                            wheels=CONTAINERS_WHEELS)
+        return build_rootfs(cache, force, **recipe)
+
+
+def build_containers_rootfs(cache: Path | None = None, force: bool = False) -> Path:
+    """rootfs-containers.ext4: the rootfs plus rootful Podman (built on first use)."""
+    return _build_locked_rootfs(cache, force, name="rootfs-containers", include=CONTAINERS_INCLUDE,
+                                files=CONTAINERS_FILES, recipe=CONTAINERS_RECIPE_VERSION,
+                                wheels=CONTAINERS_WHEELS)
 
 
 def build_docker_rootfs(cache: Path | None = None, force: bool = False) -> Path:
     """rootfs-docker.ext4: the rootfs plus Debian's docker.io (built on first use)."""
-    cache = cache_dir(cache)
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / ".lock", "w") as lockf:
-        fcntl.flock(lockf, fcntl.LOCK_EX)
-        return build_rootfs(cache, force, name="rootfs-docker", include=DOCKER_INCLUDE,
-                            files=DOCKER_FILES, recipe=DOCKER_RECIPE_VERSION)
+    return _build_locked_rootfs(cache, force, name="rootfs-docker", include=DOCKER_INCLUDE,
+                                files=DOCKER_FILES, recipe=DOCKER_RECIPE_VERSION)
 
 
 # --------------------------------------------------------------------------
