@@ -22,19 +22,13 @@ import traceback
 from pathlib import Path
 
 from . import conformance, guest, host, report, storage
-from .servers import BenchError, Diod, Ninep, tempdir
+from .servers import BenchError, Diod, Ninep, rotate, tempdir
 
 HERE = Path(__file__).resolve().parent
 
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def rotate(items: list, r: int) -> list:
-    """Interleave: repetition r starts with a different server."""
-    k = r % len(items)
-    return items[k:] + items[:k]
 
 
 def run_host(args, base: Path, results: dict) -> None:

@@ -34,7 +34,7 @@ from pathlib import Path
 from statistics import median
 
 from . import host
-from .servers import BenchError, Ninep, code_env, tempdir
+from .servers import BenchError, Ninep, code_env, rotate, tempdir
 
 HERE = Path(__file__).resolve().parent
 HOST = ("diodcat", "diodls", "getattr_16")
@@ -96,9 +96,8 @@ def main() -> None:
                 log(f"{side}: {git_rev(tree)} serving at {servers[side].address}; populating")
                 host.populate_ninep(servers[side], sizes)
             for r in range(args.reps):
-                order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
                 for name in HOST:
-                    for side in order:
+                    for side in rotate(["old", "new"], r):
                         v = host.run_one(name, servers[side], sizes)
                         figures.setdefault(name, {}).setdefault(side, []).append(v)
                         log(f"rep {r + 1}/{args.reps} {name:18s} {side} {v:10.1f}")
@@ -106,8 +105,7 @@ def main() -> None:
             for srv in servers.values():
                 srv.stop()
         for r in range(args.reps):
-            order = ["old", "new"] if r % 2 == 0 else ["new", "old"]
-            for side in order:
+            for side in rotate(["old", "new"], r):
                 vol = bench_volume(trees[side], work, args)
                 for name, v in vol.items():
                     figures.setdefault(name, {}).setdefault(side, []).append(v)

@@ -159,3 +159,9 @@ def tempdir(prefix: str, base: str | None = None) -> Path:
     d = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
     os.chmod(d, 0o755)
     return d
+
+
+def rotate(items: list, r: int) -> list:
+    """Interleave: repetition r starts with a different item (server, tree, target)."""
+    k = r % len(items)
+    return items[k:] + items[:k]
