@@ -51,6 +51,8 @@ log = structlog.get_logger(__name__)
 LAYOUT_VERSION = 1
 MARKER = "ninep-chunks"
 _KEY = re.compile(r"^([0-9a-f]{2})/([0-9a-f]{64})$")
+# obstore raises NotFoundError, or the builtin FileNotFoundError (GET), for a missing object
+_NOT_FOUND = (NotFoundError, FileNotFoundError)
 _LOG_EVERY = 5.0  # seconds between two log lines about the same failing operation
 
 
@@ -127,7 +129,7 @@ class S3Chunks(ChunkBase):
                 return
             try:
                 got = bytes(obstore.get(probe, MARKER).bytes())
-            except NotFoundError:
+            except _NOT_FOUND:
                 raise StoreFormatError(
                     f"{self.location} holds no ninep chunks (no {MARKER!r} object): check the "
                     f"bucket and prefix, and the endpoint {self._endpoint}") from None
@@ -154,7 +156,7 @@ class S3Chunks(ChunkBase):
 
     def _failed(self, op: str, h: str, exc: Exception) -> OSError:
         """The error to raise for a failed request (logged, at most once per op every few seconds)."""
-        if isinstance(exc, NotFoundError):
+        if isinstance(exc, _NOT_FOUND):
             return FileNotFoundError(errno.ENOENT, f"chunk not in {self.location}", h)
         refused = isinstance(exc, (PermissionDeniedError, UnauthenticatedError))
         what = ("object storage refused the credentials" if refused
@@ -217,7 +219,7 @@ class S3Chunks(ChunkBase):
             try:
                 obstore.head(self._store, key)
                 return False
-            except NotFoundError:
+            except _NOT_FOUND:
                 obstore.put(self._store, key, data)
                 return True
         except Exception as exc:
