@@ -169,3 +169,18 @@ def test_import_and_export(s3_env, tmp_path):
     for name, data in files.items():
         assert (out / name).read_bytes() == data
     assert fsck(s3_env.store).clean
+
+
+def test_fsck_repair_makes_the_chunk_cache_owner_only(s3_env):
+    _write(s3_env.vol, b"f", os.urandom(1000))
+    cache = os.path.join(s3_env.path, "chunk-cache")
+    name = next(n for d, _, files in os.walk(cache) for n in files)
+    path = os.path.join(cache, name[:2], name)
+    os.chmod(path, 0o644)
+    os.chmod(os.path.join(cache, name[:2]), 0o755)
+    report = fsck(s3_env.store)
+    assert report.loose_modes == 2
+    report = fsck(s3_env.store, repair=True)
+    assert report.modes_fixed == 2
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert fsck(s3_env.store).loose_modes == 0
