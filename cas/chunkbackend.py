@@ -95,6 +95,9 @@ class ChunkBackend(Protocol):
     def prefetch(self, hashes) -> None:
         """Read ahead in the background; returns at once."""
 
+    def wait_readahead(self, timeout: float | None = None) -> bool:
+        """Wait for the read-ahead submitted so far; False if ``timeout`` passed first."""
+
     def drop_cache(self) -> None:
         """Forget cached chunks: the next reads fetch from the backing store and verify."""
 

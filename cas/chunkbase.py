@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import blake3
 
@@ -65,6 +65,7 @@ class ChunkBase:
         self._workers: ThreadPoolExecutor | None = None
         self._reader: ThreadPoolExecutor | None = None
         self._announced: OrderedDict[str, float] = OrderedDict()
+        self._ahead: set[Future] = set()
         self._closed = False
         self.bytes_written = 0
         self.chunks_written = 0
@@ -238,9 +239,22 @@ class ChunkBase:
         try:
             pool = self._pool("_reader", self.readahead_threads, "chunk-readahead")
             for i in range(0, len(fresh), step):
-                pool.submit(self.advise, fresh[i:i + step])
+                job = pool.submit(self.advise, fresh[i:i + step])
+                with self._lock:
+                    self._ahead.add(job)
+                job.add_done_callback(self._ahead_done)
         except (FsError, RuntimeError):
             pass  # closing: read-ahead is only advice
+
+    def _ahead_done(self, job: Future) -> None:
+        with self._lock:
+            self._ahead.discard(job)
+
+    def wait_readahead(self, timeout: float | None = None) -> bool:
+        """Wait until the read-ahead submitted so far is done; False if ``timeout`` passed first."""
+        with self._lock:
+            jobs = set(self._ahead)
+        return not wait(jobs, timeout=timeout).not_done
 
     def close(self) -> None:
         """Stop the helper threads (pending read-ahead is dropped, running work joined); idempotent."""

@@ -128,7 +128,8 @@ def test_prefetch_downloads_into_the_cache_in_the_background(s3c):
     hashes = s3c.put_many(contents, pin=False)
     s3c.drop_cache()
     s3c.prefetch(hashes)
-    s3c.close()                                     # joins the read-ahead threads
+    s3c.prefetch(hashes)                            # announced already: not fetched twice
+    assert s3c.wait_readahead(30)
     assert all(h in s3c.cache for h in hashes)
     st = s3c.stats()
     assert st.downloads == 6 and st.cache_misses == 0   # read-ahead is not a miss
