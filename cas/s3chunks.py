@@ -84,13 +84,15 @@ class S3Chunks(ChunkBase):
     fast with a message that says what to check.
     """
 
-    readahead_threads = 4
+    readahead_threads = 8  # GETs wait on the network: as many as the measured 8 threads
     readahead_batch = 1
 
     def __init__(self, url: str, settings: S3Settings, cache_root: str, cache_bytes: int, *,
                  chunk_size: int, create: bool = False, io_threads: int = 8,
                  read_cache: int | None = None):
-        super().__init__(read_cache if read_cache is not None else max(4, (16 << 20) // chunk_size),
+        # the memory LRU holds more than a read-ahead window (32 chunks), so what
+        # read-ahead downloaded is still in memory when the reader gets there
+        super().__init__(read_cache if read_cache is not None else max(40, (48 << 20) // chunk_size),
                          io_threads)
         self.bucket, self.prefix = parse_url(url)
         self.location = canonical_url(url)
@@ -313,12 +315,12 @@ class S3Chunks(ChunkBase):
         return data
 
     def advise(self, hashes) -> None:
-        """Download these chunks into the disk cache unless cached (a read-ahead thread)."""
+        """Download these chunks into the disk cache and memory unless cached (a read-ahead thread)."""
         for h in hashes:
             if self.cached(h) is not None or h in self.cache:
                 continue
             try:
-                self._load(h, count=False)
+                self._remember(h, self._load(h, count=False))
             except OSError:
                 pass  # read-ahead is advice: the reader reports the error
 
