@@ -56,6 +56,12 @@ _NOT_FOUND = (NotFoundError, FileNotFoundError)
 _LOG_EVERY = 5.0  # seconds between two log lines about the same failing operation
 
 
+def _unsupported(exc: Exception) -> bool:
+    """Whether a conditional upload failed because the server does not implement it (501)."""
+    return isinstance(exc, NotSupportedError) or (
+        "501" in str(exc) and "NotImplemented" in str(exc))
+
+
 def parse_url(url: str) -> tuple[str, str]:
     """(bucket, prefix) of ``s3://BUCKET[/PREFIX]``; ValueError for anything else."""
     m = re.fullmatch(r"s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(.*))?", url)
@@ -101,7 +107,7 @@ class S3Chunks(ChunkBase):
         self._endpoint = settings.endpoint or "the AWS default endpoint"
         opts = settings.obstore_options()
         self._store = S3Store(self.bucket, prefix=self.prefix or None, **opts)
-        self._conditional = True
+        self._conditional = settings.conditional_put
         self._inflight: dict[str, threading.Event] = {}
         self._last_log: dict[str, float] = {}
         self._uploads = self._upload_bytes = self._dedup = 0
@@ -214,9 +220,11 @@ class S3Chunks(ChunkBase):
                     return True
                 except AlreadyExistsError:
                     return False
-                except NotSupportedError:
-                    log.info("object storage does not support put-if-absent; checking with "
-                             "HEAD before each upload", location=self.location)
+                except Exception as exc:
+                    if not _unsupported(exc):
+                        raise
+                    log.warning("object storage does not support put-if-absent; checking with "
+                                "HEAD before each upload", location=self.location)
                     self._conditional = False
             try:
                 obstore.head(self._store, key)
