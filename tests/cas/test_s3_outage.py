@@ -5,8 +5,10 @@ import os
 import time
 import uuid
 
+import obstore
 import pytest
 import structlog
+from obstore.store import S3Store
 
 from cas import FsError, S3Settings, Store
 from cas.gc import collect
@@ -29,6 +31,25 @@ def _settings(server) -> S3Settings:
                       secret_access_key=env["AWS_SECRET_ACCESS_KEY"], allow_http=True,
                       max_retries=3, retry_timeout=2.0, timeout=3.0, connect_timeout=1.0,
                       init_backoff=0.05, max_backoff=0.5)
+
+
+def _wait_until_writable(settings: S3Settings, timeout: float = 60) -> None:
+    """Return once the restarted server accepts uploads again.
+
+    ``start()`` returns when the S3 gateway answers; after a kill -9 the
+    storage behind it may take a few more seconds (longer on a loaded machine)
+    before writes succeed. Only then is the bucket "back".
+    """
+    probe = S3Store("probe-writable", **settings.obstore_options())
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            obstore.put(probe, "probe", b"x")
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def test_bucket_goes_away_and_comes_back(weed, tmp_path):
@@ -72,6 +93,7 @@ def test_bucket_goes_away_and_comes_back(weed, tmp_path):
     assert secret not in repr(logs) and settings.access_key_id not in repr(logs)
 
     weed.start()                                     # same ports, same data
+    _wait_until_writable(settings)
     store.commit()                                   # what the server's commit loop does next
     assert store.last_commit_error is None
     vol.fsync(c.ino)
