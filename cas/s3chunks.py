@@ -106,7 +106,10 @@ class S3Chunks(ChunkBase):
         self._secrets = settings.secrets()
         self._endpoint = settings.endpoint or "the AWS default endpoint"
         opts = settings.obstore_options()
-        self._store = S3Store(self.bucket, prefix=self.prefix or None, **opts)
+        try:
+            self._store = S3Store(self.bucket, prefix=self.prefix or None, **opts)
+        except Exception as exc:
+            raise self._unusable(exc) from None
         self._conditional = settings.conditional_put
         self._inflight: dict[str, threading.Event] = {}
         self._last_log: dict[str, float] = {}
@@ -116,23 +119,39 @@ class S3Chunks(ChunkBase):
         self.cache = ChunkCache(cache_root, cache_bytes)
 
     # -- opening
+    def _unusable(self, exc: Exception) -> FsError:
+        return FsError(errno.EIO, (
+            f"cannot use object storage at {self._endpoint} for {self.location}: "
+            f"{self._clean(exc)}; check the endpoint (AWS_ENDPOINT_URL, AWS_ALLOW_HTTP for "
+            f"http), the bucket and the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"))
+
     def _check_marker(self, opts: dict, create: bool) -> None:
         """Create or check the marker object, failing fast (few retries) with a clear message."""
         quick = dict(opts, retry_config={
             "max_retries": 2, "retry_timeout": timedelta(seconds=min(5.0, self._settings.retry_timeout)),
             "backoff": {"init_backoff": timedelta(seconds=0.1), "max_backoff": timedelta(seconds=1),
                         "base": 2.0}})
-        probe = S3Store(self.bucket, prefix=self.prefix or None, **quick)
         want = f"{MARKER} {LAYOUT_VERSION}\n".encode()
+        taken = StoreFormatError(
+            f"{self.location} already holds the chunks of a ninep store (object {MARKER!r} "
+            f"exists); give the new store an unused bucket or prefix")
         try:
+            probe = S3Store(self.bucket, prefix=self.prefix or None, **quick)
             if create:
+                if self._conditional:
+                    try:
+                        obstore.put(probe, MARKER, want, mode="create")
+                        return
+                    except AlreadyExistsError:
+                        raise taken from None
+                    except Exception as exc:
+                        if not _unsupported(exc):
+                            raise
+                        self._conditional = False
                 try:
-                    obstore.put(probe, MARKER, want, mode="create")
-                except AlreadyExistsError:
-                    raise StoreFormatError(
-                        f"{self.location} already holds the chunks of a ninep store (object "
-                        f"{MARKER!r} exists); give the new store an unused bucket or prefix") from None
-                except NotSupportedError:
+                    obstore.head(probe, MARKER)
+                    raise taken
+                except _NOT_FOUND:
                     obstore.put(probe, MARKER, want)
                 return
             try:
@@ -144,11 +163,7 @@ class S3Chunks(ChunkBase):
         except StoreFormatError:
             raise
         except Exception as exc:
-            raise FsError(errno.EIO, (
-                f"cannot use object storage at {self._endpoint} for {self.location}: "
-                f"{self._clean(exc)}; check the endpoint (AWS_ENDPOINT_URL, AWS_ALLOW_HTTP for "
-                f"http), the bucket and the credentials (AWS_ACCESS_KEY_ID, "
-                f"AWS_SECRET_ACCESS_KEY)")) from None
+            raise self._unusable(exc) from None
         parts = got.split()
         if len(parts) != 2 or parts[0] != MARKER.encode() or parts[1] != str(LAYOUT_VERSION).encode():
             raise StoreFormatError(f"{self.location}: chunk layout {got[:40]!r}, this code "

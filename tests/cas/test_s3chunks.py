@@ -225,3 +225,12 @@ def test_without_conditional_put_a_head_decides(tmp_path, s3_bucket, s3_settings
         assert chunk_keys(bucket(s3_bucket), "nocond") == [f"nocond/{h[:2]}/{h}"]
     finally:
         c.close()
+
+
+def test_claiming_a_prefix_without_conditional_put(tmp_path, s3_bucket, s3_settings):
+    settings = s3_settings.model_copy(update={"conditional_put": False})
+    S3Chunks(f"s3://{s3_bucket}/p", settings, str(tmp_path / "a"), 1 << 20, chunk_size=1 << 20,
+             create=True).close()
+    with pytest.raises(StoreFormatError, match="already holds the chunks"):
+        S3Chunks(f"s3://{s3_bucket}/p", settings, str(tmp_path / "b"), 1 << 20,
+                 chunk_size=1 << 20, create=True)
