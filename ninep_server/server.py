@@ -47,6 +47,7 @@ class Server:
         self.refusal_log = LogLimiter()
         self.metrics = ServerMetrics()
         self.metrics.add_gauges(self._gauges)
+        self.metrics.add_chunk_backend(store.chunks.location, store.chunks.stats)
         self.started = time.time()
         self.sessions: dict[int, Session] = {}
         self._next_session = 1

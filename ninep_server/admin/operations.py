@@ -140,7 +140,11 @@ class Operations:
     # -- space and integrity ---------------------------------------------------------
 
     def stats(self) -> dict:
-        return jsonable(collect_stats(self.store))
+        """Space per dataset and store (catalog figures), plus the chunk backend's counters."""
+        out = jsonable(collect_stats(self.store))
+        backend = self.store.chunks
+        out["chunk_backend"] = {"location": backend.location, **jsonable(backend.stats())}
+        return out
 
     def gc(self, dry_run: bool = False, progress=None) -> dict:
         """Mark and sweep; ``progress(done, total)`` counts chunks."""
