@@ -86,11 +86,10 @@ def chunk_families(location: str, stats) -> Iterable:
         family = (CounterMetricFamily if counter else GaugeMetricFamily)(name, help_text, labels=["location"])
         family.add_metric([location], float(getattr(stats, attr)))
         yield family
-    hits, misses = stats.cache_hits, stats.cache_misses
     ratio = GaugeMetricFamily("ninep_chunk_cache_hit_ratio",
-                              "Share of chunk reads served by the local chunk cache (1 before any read)",
+                              "Share of chunk reads served by the local chunk cache (0 before any read)",
                               labels=["location"])
-    ratio.add_metric([location], hits / (hits + misses) if hits + misses else 1.0)
+    ratio.add_metric([location], stats.cache_hit_ratio)
     yield ratio
 
 
