@@ -327,3 +327,65 @@ def test_secrets_never_appear_in_any_output(s3_bucket, tmp_path):
     assert "serving" in srv.log_text()  # the log was captured
     for text in outputs:
         assert secret not in text
+
+
+# -- the README's commands ---------------------------------------------------------
+
+def test_readme_object_storage_commands(s3_bucket, tmp_path):
+    """The README's `ci: s3-init` block, run line by line (its bucket renamed to a
+    fresh one, serve on a free port), and its `ci: s3-config` file, parsed."""
+    import shlex
+    import signal
+    import sys
+    import tomllib
+
+    from ninep_server.config import parse_config
+
+    from ..readme_blocks import blocks
+    from .s3util import ROOT
+
+    found = blocks((ROOT / "README.md").read_text())
+    ran = []
+    for line in found["s3-init"].splitlines():
+        words = shlex.split(line, comments=True)
+        if not words:
+            continue
+        if words[0] == "export":
+            # the values are placeholders: the s3_bucket fixture set the real ones
+            names = {w.split("=", 1)[0] for w in words[1:]}
+            assert names <= {"AWS_ENDPOINT_URL", "AWS_ALLOW_HTTP", "AWS_REGION", "AWS_ACCESS_KEY_ID",
+                             "AWS_SECRET_ACCESS_KEY"}
+            ran += sorted(names)
+            continue
+        assert words[0] == "ninep", line
+        args = [w.replace("my-bucket", s3_bucket) for w in words[1:]]
+        ran.append(args[0])
+        if args[0] == "serve":
+            proc = subprocess.Popen([sys.executable, "-m", "ninep_server", *args, "--listen", "tcp:127.0.0.1:0"],
+                                    cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                    env={**os.environ, "PYTHONPATH": str(ROOT)})
+            try:
+                first = proc.stdout.readline()
+                assert first.startswith("listening tcp:"), first
+                srv = Serve(tmp_path / "ninep-data", tmp_path / "unused.log")
+                srv.tcp = first.split(None, 1)[1].strip()
+                _write(srv, {"hello": b"on object storage\n"})
+                assert _read(srv, "hello") == b"on object storage\n"
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(60) == 0
+            continue
+        r = subprocess.run([sys.executable, "-m", "ninep_server", *args], cwd=tmp_path, capture_output=True,
+                           text=True, timeout=180, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert r.returncode == 0, (line, r.stderr)
+        if args[0] == "init":
+            assert f"chunks: s3://{s3_bucket}/ninep" in r.stdout
+        if args[0] == "stats":
+            assert f"chunks: s3://{s3_bucket}/ninep" in r.stdout and "uploads" in r.stdout
+    assert ran == ["AWS_ALLOW_HTTP", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                   "init", "serve", "stats"]
+    assert len(chunk_objects(dict(os.environ), s3_bucket, "ninep")) == 1
+
+    config = parse_config(tomllib.loads(found["s3-config"]), source="README")
+    assert config.chunks == "s3://my-bucket/ninep" and config.s3.cache_size == 1 << 30
+    assert config.s3.allow_http is True and config.s3.endpoint == "http://127.0.0.1:8333"
