@@ -14,10 +14,9 @@ and directory counts, snapshots and the space each holds exclusively (what
 deleting it frees). These figures come from the catalog.
 
 Then where the chunks live (the store's chunks/ directory or s3://BUCKET/PREFIX)
-and, for a store on object storage, the local chunk cache (bytes, bound, hit
-ratio) and the uploads, dedup skips (put-if-absent found the chunk already
-there), downloads and failed requests counted by the process that has the
-store open: the server's since it started, when one runs.
+and, for a store on object storage, the size and bound of its local chunk
+cache. The running server's uploads, downloads, dedup skips, cache hit ratio
+and failed requests are in `ninep status` and on /metrics.
 """
 
 
@@ -48,14 +47,8 @@ def run(args) -> int:
         for s in d.snapshots:
             print(f"  snapshot {d.name}@{s.name}: refers to {human(s.referenced_bytes)}, "
                   f"holds {human(s.exclusive_bytes)} exclusively")
-    cb = getattr(st, "chunk_backend", None)
-    if cb is not None:
-        print(f"chunks: {cb.location}")
-        if cb.location.startswith("s3://"):
-            reads = cb.cache_hits + cb.cache_misses
-            ratio = f"{cb.cache_hits / reads:.2f}" if reads else "-"
-            print(f"  local cache {human(cb.cache_bytes)} of {human(cb.cache_limit)}, hit ratio {ratio} "
-                  f"({cb.cache_hits} hits, {cb.cache_misses} misses)")
-            print(f"  uploads {cb.uploads} ({human(cb.upload_bytes)}), dedup skips {cb.dedup_skips}, "
-                  f"downloads {cb.downloads} ({human(cb.download_bytes)}), failed requests {cb.errors}")
+    cb = st.chunk_backend
+    print(f"chunks: {cb.location}")
+    if cb.location.startswith("s3://"):
+        print(f"  local cache {human(cb.cache_bytes)} of {human(cb.cache_limit)}")
     return 0

@@ -88,6 +88,9 @@ def test_s3_store_serves_the_clients_and_uploads_each_chunk_once(s3_bucket, tmp_
         assert metric(text, "ninep_chunk_backend_errors_total") == 0
         assert 0 <= metric(text, "ninep_chunk_cache_hit_ratio") <= 1
         assert f'location="{location}"' in text
+        status = ninep("status", "--store", store)
+        assert status.returncode == 0 and f"chunks: {location}" in status.stdout, status.stderr
+        assert "uploads 6 (" in status.stdout and "failed requests 0" in status.stdout
         # diod's clients read the same bytes
         diodcat = shutil.which("diodcat") or "/usr/sbin/diodcat"
         diodls = shutil.which("diodls") or "/usr/sbin/diodls"
@@ -381,7 +384,7 @@ def test_readme_object_storage_commands(s3_bucket, tmp_path):
         if args[0] == "init":
             assert f"chunks: s3://{s3_bucket}/ninep" in r.stdout
         if args[0] == "stats":
-            assert f"chunks: s3://{s3_bucket}/ninep" in r.stdout and "uploads" in r.stdout
+            assert f"chunks: s3://{s3_bucket}/ninep" in r.stdout and "local cache" in r.stdout
     assert ran == ["AWS_ALLOW_HTTP", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                    "init", "serve", "stats"]
     assert len(chunk_objects(dict(os.environ), s3_bucket, "ninep")) == 1
