@@ -17,10 +17,17 @@ from ninep_server.client import connect
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def child_env(env: dict | None = None) -> dict:
+    """``env`` (default: this process's) with the repository importable by a child Python."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(ROOT)]))
+    return env
+
+
 def ninep(*args, env: dict | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
     """Run the real ``ninep`` CLI; returns the finished process (text output)."""
     return subprocess.run([sys.executable, "-m", "ninep_server", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env={**(env or os.environ), "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+                          timeout=timeout, env=child_env(env))
 
 
 class Serve:
@@ -37,8 +44,8 @@ class Serve:
                 "serve", "--store", str(self.store), "--listen", self.tcp, *self.extra]
         with open(self.log, "ab") as err:
             self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL,
-                                         text=True, cwd=ROOT,
-                                         env={**(self.env or os.environ), "PYTHONPATH": str(ROOT)})
+                                         text=True,
+                                         env=child_env(self.env))
         deadline = time.monotonic() + 60
         while True:
             line = self.proc.stdout.readline()

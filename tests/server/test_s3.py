@@ -47,11 +47,15 @@ def _read(srv: Serve, name: str) -> bytes:
 
 
 def _errno_of_read(srv: Serve, name: str) -> int | None:
-    try:
-        _read(srv, name)
-    except NinepError as exc:
-        return exc.errno
-    return None
+    """The errno a whole-file read fails with, or None if it succeeds."""
+    async def go(c):
+        try:
+            await c.read_file(name)
+        except NinepError as exc:
+            return exc.errno
+        return None
+
+    return srv.call(go)
 
 
 def _drop_local_cache(store) -> None:
@@ -99,7 +103,7 @@ def test_s3_store_serves_the_clients_and_uploads_each_chunk_once(s3_bucket, tmp_
         got = subprocess.run([diodcat, "-s", host, "-a", "main", "multi"], capture_output=True, timeout=60)
         assert got.returncode == 0 and got.stdout == files["multi"]
         listing = subprocess.run([diodls, "-s", host, "-a", "main"], capture_output=True, timeout=60)
-        assert set(listing.stdout.split()) == {b"small", b"exact", b"multi", b"copy"}
+        assert set(listing.stdout.split()) == {b".snapshots", b"small", b"exact", b"multi", b"copy"}
     finally:
         assert srv.stop() == 0, srv.log_text()[-3000:]
 
@@ -141,12 +145,14 @@ def test_bucket_going_away_and_coming_back(tmp_path):
         weed.kill()
 
         assert _errno_of_read(srv, "a") == errno.EIO  # its chunks are in the bucket only
-        b = os.urandom(2 * CHUNK + 17)
+        # Less than a chunk: buffered by the server, so Twrite is acknowledged. (A write
+        # that fills a chunk stores it at once, and fails with EIO itself during an outage.)
+        b = os.urandom(1000)
 
         async def outage(c):
             f = await c.create("b", p.OpenFlags.RDWR)
             try:
-                await c.write_all(f.fid, b)  # acknowledged: buffered by the server
+                await c.write_all(f.fid, b)
                 with trio.fail_after(300):
                     with pytest.raises(NinepError) as failed:
                         await c.fsync(f.fid)
@@ -158,8 +164,38 @@ def test_bucket_going_away_and_coming_back(tmp_path):
                 await c.clunk(f.fid)
 
         srv.call(outage)
+        # A write that fills chunks while the bucket is down: EIO at Twrite or at Tfsync,
+        # never a silent success; what was acknowledged reads back once it returns.
+        weed.kill()
+        big = os.urandom(2 * CHUNK + 17)
+
+        async def big_write(c):
+            f = await c.create("big", p.OpenFlags.RDWR)
+            try:
+                try:
+                    await c.write_all(f.fid, big)
+                except NinepError as exc:
+                    assert exc.errno == errno.EIO
+                    acknowledged = False
+                else:
+                    acknowledged = True
+                    with trio.fail_after(300):
+                        with pytest.raises(NinepError) as failed:
+                            await c.fsync(f.fid)
+                    assert failed.value.errno == errno.EIO
+                await trio.to_thread.run_sync(weed.start)
+                if acknowledged:
+                    with trio.fail_after(300):
+                        await c.fsync(f.fid)
+                return acknowledged
+            finally:
+                await c.clunk(f.fid)
+
+        if srv.call(big_write):
+            assert _read(srv, "big") == big
         log = srv.log_text()
-        assert "object storage unreachable" in log, log[-3000:]
+        assert "chunk upload failed: object storage unreachable" in log, log[-3000:]
+        assert "chunk download failed: object storage unreachable" in log
         assert _read(srv, "b") == b and _read(srv, "a") == a
         text = srv.metrics()
         assert metric(text, "ninep_chunk_backend_errors_total") > 0
@@ -276,7 +312,7 @@ def test_credentials_from_the_configuration_file(s3_bucket, tmp_path, monkeypatc
         monkeypatch.delenv(name)
     config = _config_file(tmp_path / "ninep.toml", env, s3_bucket)
     store = tmp_path / "store"
-    r = ninep("init", store, "--config", config)
+    r = ninep("init", store, "--config", config, "--chunk-size", "64K")
     assert r.returncode == 0, r.stderr
     assert f"chunks: s3://{s3_bucket}/cfg" in r.stdout and "at most 8.0 MiB" in r.stdout
     assert f"serve it with: ninep serve --store {store} --config {config}" in r.stdout
@@ -345,7 +381,7 @@ def test_readme_object_storage_commands(s3_bucket, tmp_path):
     from ninep_server.config import parse_config
 
     from ..readme_blocks import blocks
-    from .s3util import ROOT
+    from .s3util import ROOT, child_env
 
     found = blocks((ROOT / "README.md").read_text())
     ran = []
@@ -366,7 +402,7 @@ def test_readme_object_storage_commands(s3_bucket, tmp_path):
         if args[0] == "serve":
             proc = subprocess.Popen([sys.executable, "-m", "ninep_server", *args, "--listen", "tcp:127.0.0.1:0"],
                                     cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                    env={**os.environ, "PYTHONPATH": str(ROOT)})
+                                    env=child_env())
             try:
                 first = proc.stdout.readline()
                 assert first.startswith("listening tcp:"), first
@@ -379,7 +415,7 @@ def test_readme_object_storage_commands(s3_bucket, tmp_path):
                 assert proc.wait(60) == 0
             continue
         r = subprocess.run([sys.executable, "-m", "ninep_server", *args], cwd=tmp_path, capture_output=True,
-                           text=True, timeout=180, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                           text=True, timeout=180, env=child_env())
         assert r.returncode == 0, (line, r.stderr)
         if args[0] == "init":
             assert f"chunks: s3://{s3_bucket}/ninep" in r.stdout
