@@ -171,7 +171,8 @@ def run_server(store_path: str, listen: list[Address], config_path: str | None =
         store = Store.open(store_path, create=True, commit_interval=config.commit_interval,
                            reserve_bytes=reserve_bytes, **options)
     except Exception as exc:  # the store explains what is wrong (lock, format version, bucket, ...)
-        print(f"ninep: cannot open store {store_path}: {exc}{open_hint(exc, options)}", file=sys.stderr)
+        detail = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+        print(f"ninep: cannot open store {store_path}: {detail}{open_hint(exc, options)}", file=sys.stderr)
         return 1
     try:
         if "main" not in store.datasets():

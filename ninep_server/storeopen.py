@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from cas import Store
+from cas import Store, StoreLockedError
 
 from .config import ConfigError, ServerConfig
 
@@ -67,11 +67,15 @@ def open_store(path: str, config: ServerConfig | None = None, *, create: bool = 
 
 
 def open_hint(exc: BaseException, options: dict) -> str:
-    """What to check when opening a store failed, for errors that may come from object storage."""
+    """What to check when opening a store failed on an I/O error that may come from object storage.
+
+    Empty when the error already says what to check, or is not an I/O error
+    (a backend mismatch, a bad format, a lock explain themselves).
+    """
     text = str(exc)
+    if not isinstance(exc, OSError) or isinstance(exc, StoreLockedError) or "check" in text:
+        return ""
     if "s3://" not in text and "chunks" not in options and "s3" not in options:
         return ""
-    if any(word in text.lower() for word in ("endpoint", "credential", "aws_")):
-        return ""  # the store's message already says what to check
-    return (" (for a store on object storage check AWS_ENDPOINT_URL, AWS_REGION, AWS_ALLOW_HTTP and the "
-            "credentials AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or the [s3] table of --config)")
+    return ("; for a store on object storage check AWS_ENDPOINT_URL, AWS_REGION, AWS_ALLOW_HTTP and the "
+            "credentials AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or the [s3] table of --config")
