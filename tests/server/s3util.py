@@ -138,3 +138,21 @@ def chunk_objects(env: dict, bucket: str, prefix: str) -> dict[str, str]:
         if len(name) == 64 and all(c in "0123456789abcdef" for c in name):
             out[name] = key
     return out
+
+
+def wait_until_readable(env: dict, bucket: str, prefix: str, timeout: float = 60) -> None:
+    """Wait until every object under ``prefix`` can be read (a restarted SeaweedFS answers
+    HTTP a moment before its volumes serve data)."""
+    import obstore
+
+    store = bucket_store(env, bucket)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            for key in objects(env, bucket, prefix):
+                obstore.get(store, key).bytes()
+            return
+        except Exception:  # noqa: BLE001 - not ready yet, whatever the error
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

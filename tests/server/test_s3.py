@@ -20,7 +20,7 @@ from ninep_server.client import NinepError
 from ninep_server import protocol as p
 
 from ..servers import free_port, require, start_seaweedfs
-from .s3util import Serve, bucket_store, chunk_objects, metric, ninep, objects
+from .s3util import Serve, bucket_store, chunk_objects, metric, ninep, objects, wait_until_readable
 
 CHUNK = 64 << 10  # small chunks so that small files span several
 
@@ -134,6 +134,11 @@ def test_bucket_going_away_and_coming_back(tmp_path):
     store = tmp_path / "store"
     location = "s3://outage/st"
     srv = None
+
+    def bucket_returns() -> None:
+        weed.start()  # same ports: the same endpoint
+        wait_until_readable(env, "outage", "st")
+
     try:
         assert ninep("init", store, "--chunks", location, "--chunk-size", "64K", env=env).returncode == 0
         a = os.urandom(3 * CHUNK)
@@ -157,7 +162,7 @@ def test_bucket_going_away_and_coming_back(tmp_path):
                     with pytest.raises(NinepError) as failed:
                         await c.fsync(f.fid)
                 assert failed.value.errno == errno.EIO
-                await trio.to_thread.run_sync(weed.start)  # same ports: the same endpoint
+                await trio.to_thread.run_sync(bucket_returns)
                 with trio.fail_after(300):
                     await c.fsync(f.fid)  # the bucket is back: this one succeeds
             finally:
@@ -183,7 +188,7 @@ def test_bucket_going_away_and_coming_back(tmp_path):
                         with pytest.raises(NinepError) as failed:
                             await c.fsync(f.fid)
                     assert failed.value.errno == errno.EIO
-                await trio.to_thread.run_sync(weed.start)
+                await trio.to_thread.run_sync(bucket_returns)
                 if acknowledged:
                     with trio.fail_after(300):
                         await c.fsync(f.fid)
