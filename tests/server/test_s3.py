@@ -433,3 +433,35 @@ def test_readme_object_storage_commands(s3_bucket, tmp_path):
     config = parse_config(tomllib.loads(found["s3-config"]), source="README")
     assert config.chunks == "s3://my-bucket/ninep" and config.s3.cache_size == 1 << 30
     assert config.s3.allow_http is True and config.s3.endpoint == "http://127.0.0.1:8333"
+
+
+def test_admin_commands_open_an_s3_store_directly(s3_bucket, tmp_path):
+    """import, snapshot, dataset, export, gc, fsck, scrub and stats on a stopped S3 store."""
+    store = tmp_path / "store"
+    _init(store, f"s3://{s3_bucket}/adm")
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    (src / "d" / "big").write_bytes(os.urandom(3 * CHUNK + 9))
+    (src / "small").write_bytes(b"small\n")
+    (src / "twin").write_bytes((src / "d" / "big").read_bytes())
+
+    def ok(*args) -> str:
+        r = ninep(*args, "--store", store)
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+        return r.stdout
+
+    ok("import", src, "main")
+    ok("snapshot", "create", "main@one")
+    ok("dataset", "create", "other")
+    assert "other" in ok("dataset", "list")
+    (src / "small").unlink()
+    ok("snapshot", "rollback", "main@one")
+    out = tmp_path / "out"
+    ok("export", "main@one", out)
+    for rel in ("d/big", "small", "twin"):
+        assert (out / rel).read_bytes() == ((src / rel).read_bytes() if rel != "small" else b"small\n")
+    assert len(chunk_objects(dict(os.environ), s3_bucket, "adm")) == 4 + 1  # the twin is stored once
+    assert "no damage" in ok("scrub")
+    ok("fsck")
+    ok("gc")
+    assert f"chunks: s3://{s3_bucket}/adm" in ok("stats")
