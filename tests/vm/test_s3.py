@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -65,6 +66,7 @@ def test_kill9_restart_remount_on_s3_store(vm_images, tmp_path, monkeypatch):
     try:
         for name, value in weed.env().items():
             monkeypatch.setenv(name, value)
+        monkeypatch.setenv("PYTHONFAULTHANDLER", "1")  # a server aborted below dumps its threads
         workdir = tmp_path / "srv"
         workdir.mkdir()
         store = workdir / "store"
@@ -103,9 +105,15 @@ def test_kill9_restart_remount_on_s3_store(vm_images, tmp_path, monkeypatch):
                 data = server.view.read(name)
                 assert len(data) == size and hashlib.sha256(data).hexdigest() == sums[name], name
             assert server.view.read("after") == b"written after the restart\n"
-            fsck = subprocess.run([sys.executable, "-m", "ninep_server", "fsck", "--store", str(store)],
-                                  capture_output=True, text=True, timeout=300, cwd=harness.ROOT,
-                                  env={**os.environ, "PYTHONPATH": str(harness.ROOT)})
+            try:
+                fsck = subprocess.run([sys.executable, "-m", "ninep_server", "fsck", "--store", str(store)],
+                                      capture_output=True, text=True, timeout=180, cwd=harness.ROOT,
+                                      env={**os.environ, "PYTHONPATH": str(harness.ROOT)})
+            except subprocess.TimeoutExpired:
+                server.proc.send_signal(signal.SIGABRT)  # faulthandler: every thread's stack in the log
+                server.proc.wait(30)
+                pytest.fail("fsck through the restarted server did not finish; its log:\n"
+                            + server.log_tail(20000))
             assert fsck.returncode == 0, fsck.stdout + fsck.stderr
         finally:
             server.stop()
