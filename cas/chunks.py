@@ -1,4 +1,4 @@
-"""Content-addressed chunk files named by their BLAKE3-256 hash."""
+"""The local chunk backend: content-addressed chunk files named by their BLAKE3-256 hash."""
 
 from __future__ import annotations
 
@@ -17,9 +17,6 @@ from .errors import CorruptChunkError, FsError
 from .perms import CHUNK_MODE, DIR_MODE
 
 log = structlog.get_logger(__name__)
-
-_HEX = frozenset("0123456789abcdef")
-
 
 __all__ = ["ChunkStore", "chunk_hash", "read_if_resident", "mkdir_private"]
 

@@ -415,9 +415,14 @@ class GroupCommit:
         if not candidates:
             return 0
         n = 0
-        for h in self.catalog.unreferenced(candidates):
-            if self.chunks.delete_if_unpinned(h):
-                n += 1
+        try:
+            for h in self.catalog.unreferenced(candidates):
+                if self.chunks.delete_if_unpinned(h):
+                    n += 1
+        except OSError as exc:
+            # the commit is durable already; what stays behind is garbage gc removes later
+            log.warning("could not delete unreferenced chunks; gc will remove them",
+                        error=str(exc), deleted=n)
         return n
 
     # ------------------------------------------------------------------- space

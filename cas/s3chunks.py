@@ -56,6 +56,12 @@ _NOT_FOUND = (NotFoundError, FileNotFoundError)
 _LOG_EVERY = 5.0  # seconds between two log lines about the same failing operation
 
 
+def _unsupported(exc: Exception) -> bool:
+    """Whether a conditional upload failed because the server does not implement it (501)."""
+    return isinstance(exc, NotSupportedError) or (
+        "501" in str(exc) and "NotImplemented" in str(exc))
+
+
 def parse_url(url: str) -> tuple[str, str]:
     """(bucket, prefix) of ``s3://BUCKET[/PREFIX]``; ValueError for anything else."""
     m = re.fullmatch(r"s3://([a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])(?:/(.*))?", url)
@@ -84,13 +90,15 @@ class S3Chunks(ChunkBase):
     fast with a message that says what to check.
     """
 
-    readahead_threads = 4
+    readahead_threads = 8  # GETs wait on the network: as many as the measured 8 threads
     readahead_batch = 1
 
     def __init__(self, url: str, settings: S3Settings, cache_root: str, cache_bytes: int, *,
                  chunk_size: int, create: bool = False, io_threads: int = 8,
                  read_cache: int | None = None):
-        super().__init__(read_cache if read_cache is not None else max(4, (16 << 20) // chunk_size),
+        # the memory LRU holds more than a read-ahead window (32 chunks), so what
+        # read-ahead downloaded is still in memory when the reader gets there
+        super().__init__(read_cache if read_cache is not None else max(40, (48 << 20) // chunk_size),
                          io_threads)
         self.bucket, self.prefix = parse_url(url)
         self.location = canonical_url(url)
@@ -99,7 +107,7 @@ class S3Chunks(ChunkBase):
         self._endpoint = settings.endpoint or "the AWS default endpoint"
         opts = settings.obstore_options()
         self._store = S3Store(self.bucket, prefix=self.prefix or None, **opts)
-        self._conditional = True
+        self._conditional = settings.conditional_put
         self._inflight: dict[str, threading.Event] = {}
         self._last_log: dict[str, float] = {}
         self._uploads = self._upload_bytes = self._dedup = 0
@@ -212,9 +220,11 @@ class S3Chunks(ChunkBase):
                     return True
                 except AlreadyExistsError:
                     return False
-                except NotSupportedError:
-                    log.info("object storage does not support put-if-absent; checking with "
-                             "HEAD before each upload", location=self.location)
+                except Exception as exc:
+                    if not _unsupported(exc):
+                        raise
+                    log.warning("object storage does not support put-if-absent; checking with "
+                                "HEAD before each upload", location=self.location)
                     self._conditional = False
             try:
                 obstore.head(self._store, key)
@@ -313,12 +323,12 @@ class S3Chunks(ChunkBase):
         return data
 
     def advise(self, hashes) -> None:
-        """Download these chunks into the disk cache unless cached (a read-ahead thread)."""
+        """Download these chunks into the disk cache and memory unless cached (a read-ahead thread)."""
         for h in hashes:
             if self.cached(h) is not None or h in self.cache:
                 continue
             try:
-                self._load(h, count=False)
+                self._remember(h, self._load(h, count=False))
             except OSError:
                 pass  # read-ahead is advice: the reader reports the error
 

@@ -40,6 +40,9 @@ class S3Settings(BaseModel):
     access_key_id: str | None = Field(default=None, repr=False)
     secret_access_key: SecretStr | None = None
     allow_http: bool = False
+    #: uploads with ``If-None-Match: *``; False: a HEAD before each upload instead (for
+    #: servers without conditional writes; also chosen by itself when a server says so)
+    conditional_put: bool = True
     #: retries of one request, and the time all retries of it may take (seconds)
     max_retries: int = Field(default=10, ge=0)
     retry_timeout: float = Field(default=30.0, gt=0)

@@ -9,7 +9,6 @@ import obstore
 import pytest
 
 from cas import CorruptChunkError, FsError, Store, StoreFormatError
-from cas.chunkbase import chunk_hash
 from cas.fsck import fsck
 from cas.gc import collect
 from cas.scrub import scrub

@@ -210,3 +210,18 @@ def test_unreachable_endpoint_fails_fast(s3_bucket, s3_settings, tmp_path):
         S3Chunks(f"s3://{s3_bucket}/x", gone, str(tmp_path / "c"), 1 << 20, chunk_size=1 << 20,
                  create=True)
     assert time.monotonic() - t0 < 15
+
+
+def test_without_conditional_put_a_head_decides(tmp_path, s3_bucket, s3_settings):
+    settings = s3_settings.model_copy(update={"conditional_put": False})
+    c = S3Chunks(f"s3://{s3_bucket}/nocond", settings, str(tmp_path / "c"), 1 << 20,
+                 chunk_size=1 << 20, create=True)
+    try:
+        data = os.urandom(3000)
+        h = c.put(data)
+        assert c.put(data, pin=True) == h and c.pinned(h)
+        st = c.stats()
+        assert (st.uploads, st.dedup_skips) == (1, 1)
+        assert chunk_keys(bucket(s3_bucket), "nocond") == [f"nocond/{h[:2]}/{h}"]
+    finally:
+        c.close()
