@@ -7,7 +7,7 @@ import os
 import sys
 
 from . import __version__
-from .commands import dataset, fsck, gc, scrub, serve, snapshot, stats, status, transfer, volume
+from .commands import dataset, fsck, gc, init, scrub, serve, snapshot, stats, status, transfer, volume
 from .commands.common import CommandError
 from .logs import LEVELS, configure_logging
 
@@ -19,13 +19,14 @@ snapshots under /.snapshots.
 
 Quick start:
   ninep serve                          # store ./ninep-data, tcp:127.0.0.1:5640
+  ninep init DIR --chunks s3://BUCKET/PREFIX   # a store whose chunks live in S3
   # in a Linux guest (QEMU user networking shows the host as 10.0.2.2):
   mount -t 9p -o trans=tcp,port=5640,version=9p2000.L,msize=512000,access=user 10.0.2.2 /mnt
 
 Run "ninep COMMAND --help" for each command's options and examples.
 """
 
-COMMANDS = (serve, status, snapshot, dataset, volume, transfer, stats, gc, fsck, scrub)
+COMMANDS = (init, serve, status, snapshot, dataset, volume, transfer, stats, gc, fsck, scrub)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,15 @@ Example ``ninep.toml``::
     export_unlisted = true         # serve datasets not listed below with defaults
     snapdir_hidden = false         # list /.snapshots in the root (it is reachable either way)
     free_space_reserve = "64M"     # writes get ENOSPC below this much free space: "256M", "1G", "5%"
+    chunks = "s3://bucket/prefix"  # a new store keeps its chunks in this bucket (default: local chunks/)
+
+    [s3]                           # object storage; the AWS_* variables take precedence over these
+    endpoint = "http://127.0.0.1:8333"   # AWS_ENDPOINT_URL (default: AWS)
+    region = "us-east-1"                 # AWS_REGION
+    access_key_id = "..."                # AWS_ACCESS_KEY_ID
+    secret_access_key = "..."            # AWS_SECRET_ACCESS_KEY (keep the file mode 0600)
+    allow_http = false                   # AWS_ALLOW_HTTP: true for a plain-http endpoint
+    cache_size = "1G"                    # bound of the local chunk cache, STORE/chunk-cache/
 
     [admin]
     socket = "/run/ninep/admin.sock"   # default: <store>/admin.sock, mode 0600
@@ -135,6 +144,53 @@ def parse_reserve(text: str | int) -> Reserve:
                      f"of the filesystem such as 5%; not {text!r}")
 
 
+def parse_size(text: str | int, what: str = "a size") -> int:
+    """``"1G"``, ``"512M"``, ``"4096"`` or an integer, in bytes."""
+    if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
+        return text
+    if isinstance(text, str):
+        m = _SIZE_RE.fullmatch(text.strip())
+        if m:
+            return int(m.group(1)) * _UNITS[m.group(2).upper()]
+    raise ValueError(f"{what} is a byte count such as 4096, 512K, 4M or 1G; not {text!r}")
+
+
+_CHUNKS_RE = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>.*))?")
+
+
+def parse_chunks(text: str) -> str:
+    """Validate a chunk location, ``s3://BUCKET`` or ``s3://BUCKET/PREFIX``; returns it unchanged."""
+    m = _CHUNKS_RE.fullmatch(text) if isinstance(text, str) else None
+    if not m:
+        raise ValueError(f"a chunk location is s3://BUCKET/PREFIX (bucket: 3-63 lower-case letters, digits, "
+                         f"dots or hyphens); not {text!r}")
+    return text
+
+
+@dataclass(frozen=True)
+class S3Config:
+    """The ``[s3]`` table: object-storage settings for stores whose chunks live in a bucket.
+
+    The standard AWS_* variables take precedence over these (cas.s3config
+    ``S3Settings.resolve``). The secret never appears in a repr.
+    """
+
+    endpoint: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    allow_http: bool | None = None
+    cache_size: int | None = None  # bytes of the local chunk cache; None: the store's default
+
+    def file_values(self) -> dict:
+        """The connection settings the file gives, for ``S3Settings.resolve``."""
+        return {k: v for k in _S3_CONNECTION_KEYS if (v := getattr(self, k)) is not None}
+
+
+_S3_CONNECTION_KEYS = ("endpoint", "region", "access_key_id", "secret_access_key", "allow_http")
+_S3_KEYS = {*_S3_CONNECTION_KEYS, "cache_size"}
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     """Server-wide settings plus the declared exports."""
@@ -159,6 +215,8 @@ class ServerConfig:
     admin_listen: str | None = None  # "tcp:HOST:PORT": also serve the admin API on TCP
     admin_token: str | None = None  # bearer token the TCP admin listener requires
     admin_transfer_roots: tuple[str, ...] = ()  # where TCP admin clients may import from / export to
+    chunks: str | None = None  # s3://BUCKET/PREFIX: where a new store keeps its chunks (None: local)
+    s3: S3Config = S3Config()
 
     @property
     def lock_waits_per_connection(self) -> int:
@@ -220,9 +278,10 @@ def load_config(path: str | Path) -> ServerConfig:
 
 def parse_config(data: dict, source: str = "config") -> ServerConfig:
     """Build a ServerConfig from already-parsed TOML data."""
-    unknown = set(data) - {"server", "exports", "admin"}
+    unknown = set(data) - {"server", "exports", "admin", "s3"}
     if unknown:
-        raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; expected [server], [admin] and [exports.NAME]")
+        raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; "
+                          "expected [server], [admin], [s3] and [exports.NAME]")
     server = dict(data.get("server", {}))
     kwargs: dict = {}
     for key, value in server.items():
@@ -238,6 +297,11 @@ def parse_config(data: dict, source: str = "config") -> ServerConfig:
                 kwargs[key] = parse_reserve(value)
             except ValueError as exc:
                 raise ConfigError(f"{source}: server.free_space_reserve: {exc}") from None
+        elif key == "chunks":
+            try:
+                kwargs[key] = parse_chunks(value)
+            except ValueError as exc:
+                raise ConfigError(f"{source}: server.chunks: {exc}") from None
         elif key in _SERVER_KEYS:
             want = _SERVER_KEYS[key]
             if not isinstance(value, want) and not (want is float and isinstance(value, int)):
@@ -255,6 +319,8 @@ def parse_config(data: dict, source: str = "config") -> ServerConfig:
             f"max_requests_per_connection ({requests}), so that waiting locks never hold every request slot"
         )
     kwargs.update(_parse_admin(data.get("admin", {}), source))
+    if "s3" in data:
+        kwargs["s3"] = _parse_s3(data["s3"], source)
     exports = {}
     for name, table in data.get("exports", {}).items():
         exports[name] = _parse_export(name, table, source)
@@ -302,6 +368,30 @@ def _parse_admin(table: dict, source: str) -> dict:
     if "admin_listen" in out and "admin_token" not in out:
         raise ConfigError(f"{source}: admin.listen on TCP needs admin.token or admin.token_file")
     return out
+
+
+def _parse_s3(table, source: str) -> S3Config:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: [s3] must be a table")
+    unknown = set(table) - _S3_KEYS
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) s3.{sorted(unknown)}; known: {sorted(_S3_KEYS)}")
+    out: dict = {}
+    for key in ("endpoint", "region", "access_key_id", "secret_access_key"):
+        if key in table:
+            if not isinstance(table[key], str) or not table[key]:
+                raise ConfigError(f"{source}: s3.{key} must be a non-empty string")
+            out[key] = table[key]
+    if "allow_http" in table:
+        if not isinstance(table["allow_http"], bool):
+            raise ConfigError(f"{source}: s3.allow_http must be true or false")
+        out["allow_http"] = table["allow_http"]
+    if "cache_size" in table:
+        try:
+            out["cache_size"] = parse_size(table["cache_size"], "s3.cache_size")
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    return S3Config(**out)
 
 
 def _parse_export(name: str, table: dict, source: str) -> ExportConfig:

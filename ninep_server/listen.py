@@ -25,6 +25,7 @@ from cas import Store
 from .address import Address, parse_address
 from .config import ConfigError, Reserve, ServerConfig, load_config
 from .server import Server
+from .storeopen import open_hint, open_options
 
 log = structlog.get_logger(__name__)
 
@@ -110,6 +111,7 @@ async def serve_until_signalled(server: Server, listen: list[Address]) -> None:
         raise SystemExit(f"ninep: cannot listen: {exc.strerror or exc}") from None
     exports = server.store.datasets() if server.config.export_unlisted else sorted(server.config.exports)
     log.info("serving", listen=server.listening, admin=server.admin_listening, exports=exports, store=str(server.store.path),
+             chunks=server.store.chunks.location,
              free_space_reserve=server.store.reserve_bytes)
     # Everything loaded so far (modules, the store) lives as long as the
     # process: keep it out of the cyclic collector, whose full passes would
@@ -147,8 +149,12 @@ def warn_if_exposed(server: Server) -> None:
 
 
 def run_server(store_path: str, listen: list[Address], config_path: str | None = None,
-               reserve: Reserve | None = None) -> int:
-    """Entry point of ``ninep serve``; ``reserve`` overrides the configured free-space reserve."""
+               reserve: Reserve | None = None, chunks: str | None = None) -> int:
+    """Entry point of ``ninep serve``.
+
+    ``reserve`` overrides the configured free-space reserve and ``chunks``
+    (``s3://BUCKET/PREFIX``) the configured chunk location of a new store.
+    """
     # Whatever this process creates is owner-only unless it says otherwise: the
     # store sets its own modes, but DuckDB creates its WAL and spill files
     # with the umask (cas/perms.py).
@@ -158,12 +164,15 @@ def run_server(store_path: str, listen: list[Address], config_path: str | None =
     except ConfigError as exc:
         print(f"ninep: {exc}", file=sys.stderr)
         return 2
+    options: dict = {}
     try:
+        options = open_options(config, chunks=chunks)
         reserve_bytes = (reserve or config.free_space_reserve).resolve(store_path)
         store = Store.open(store_path, create=True, commit_interval=config.commit_interval,
-                           reserve_bytes=reserve_bytes)
-    except Exception as exc:  # the store explains what is wrong (lock, format version, ...)
-        print(f"ninep: cannot open store {store_path}: {exc}", file=sys.stderr)
+                           reserve_bytes=reserve_bytes, **options)
+    except Exception as exc:  # the store explains what is wrong (lock, format version, bucket, ...)
+        detail = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+        print(f"ninep: cannot open store {store_path}: {detail}{open_hint(exc, options)}", file=sys.stderr)
         return 1
     try:
         if "main" not in store.datasets():

@@ -48,6 +48,10 @@ class ServerMetrics:
         yield CounterMetricFamily("ninep_read_bytes", "Bytes returned by Tread", value=self.read_bytes)
         yield CounterMetricFamily("ninep_written_bytes", "Bytes accepted by Twrite", value=self.written_bytes)
 
+    def add_chunk_backend(self, location: str, stats: Callable[[], object]) -> None:
+        """Export a chunk backend's ``stats()`` (a ``cas`` ChunkStats) at scrape time."""
+        self.registry.register(_Collector(lambda: chunk_families(location, stats())))
+
     def add_gauges(self, collect: Callable[[], dict[str, tuple[str, float]]]) -> None:
         """Register a callback giving {name: (help, value)} at scrape time."""
         self.registry.register(_gauge_collector(collect))
@@ -58,6 +62,35 @@ class ServerMetrics:
     def request_count(self, request: str) -> float:
         """Requests of one type answered so far (for status and tests)."""
         return float(sum(self.latency.counts.get(request, ())))
+
+
+# ChunkStats field -> (metric name, help, counter?)
+_CHUNK_FIELDS = (
+    ("cache_hits", "ninep_chunk_cache_hits", "Chunk reads served by the local chunk cache", True),
+    ("cache_misses", "ninep_chunk_cache_misses", "Chunk reads the local chunk cache could not serve", True),
+    ("cache_bytes", "ninep_chunk_cache_bytes", "Bytes held by the local chunk cache", False),
+    ("cache_limit", "ninep_chunk_cache_limit_bytes", "Bound of the local chunk cache", False),
+    ("uploads", "ninep_chunk_uploads", "Chunks uploaded to object storage", True),
+    ("upload_bytes", "ninep_chunk_upload_bytes", "Bytes uploaded to object storage", True),
+    ("dedup_skips", "ninep_chunk_dedup_skips",
+     "Uploads skipped because object storage already held the chunk (put-if-absent)", True),
+    ("downloads", "ninep_chunk_downloads", "Chunks downloaded from object storage", True),
+    ("download_bytes", "ninep_chunk_download_bytes", "Bytes downloaded from object storage", True),
+    ("errors", "ninep_chunk_backend_errors", "Object-storage requests that failed after their retries", True),
+)
+
+
+def chunk_families(location: str, stats) -> Iterable:
+    """Prometheus families for a chunk backend's stats, labelled with its location."""
+    for attr, name, help_text, counter in _CHUNK_FIELDS:
+        family = (CounterMetricFamily if counter else GaugeMetricFamily)(name, help_text, labels=["location"])
+        family.add_metric([location], float(getattr(stats, attr)))
+        yield family
+    ratio = GaugeMetricFamily("ninep_chunk_cache_hit_ratio",
+                              "Share of chunk reads served by the local chunk cache (0 before any read)",
+                              labels=["location"])
+    ratio.add_metric([location], stats.cache_hit_ratio)
+    yield ratio
 
 
 class _Collector:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import functools
 import socket
@@ -47,6 +48,7 @@ class Server:
         self.refusal_log = LogLimiter()
         self.metrics = ServerMetrics()
         self.metrics.add_gauges(self._gauges)
+        self.metrics.add_chunk_backend(store.chunks.location, store.chunks.stats)
         self.started = time.time()
         self.sessions: dict[int, Session] = {}
         self._next_session = 1
@@ -139,7 +141,14 @@ class Server:
                 "interval": self.config.commit_interval,
             },
             "uptime_seconds": time.time() - self.started,
+            "chunks": self._chunk_figures(),
         }
+
+    def _chunk_figures(self) -> dict:
+        """Where the chunks live and the backend's counters since the server started."""
+        counters = self.store.chunks.stats()
+        return {"location": self.store.chunks.location, **dataclasses.asdict(counters),
+                "cache_hit_ratio": counters.cache_hit_ratio}
 
     # -- serving ---------------------------------------------------------------
 

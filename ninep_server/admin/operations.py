@@ -140,7 +140,17 @@ class Operations:
     # -- space and integrity ---------------------------------------------------------
 
     def stats(self) -> dict:
-        return jsonable(collect_stats(self.store))
+        """Space per dataset and store (catalog figures), where the chunks live and their local cache.
+
+        The chunk backend's request counters belong to the process that has
+        the store open: they are in the server's status and /metrics.
+        """
+        out = jsonable(collect_stats(self.store))
+        chunks = self.store.chunks
+        counters = chunks.stats()
+        out["chunk_backend"] = {"location": chunks.location, "cache_bytes": counters.cache_bytes,
+                                "cache_limit": counters.cache_limit}
+        return out
 
     def gc(self, dry_run: bool = False, progress=None) -> dict:
         """Mark and sweep; ``progress(done, total)`` counts chunks."""

@@ -18,7 +18,7 @@ from typing import Iterator
 from urllib.parse import quote
 
 from ..address import parse_address
-from .common import CommandError, open_store
+from .common import CommandError, load_config_option, open_store
 
 
 class RemoteError(CommandError):
@@ -200,5 +200,6 @@ def backend(args, *, need_server: bool = False, create: bool = False) -> Iterato
         finally:
             remote.close()
         return
-    with open_store(args.store, create=create) as store:
+    config = load_config_option(getattr(args, "config", None))
+    with open_store(args.store, create=create, config=config) as store:
         yield LocalBackend(Operations(store))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..address import parse_address
-from ..config import ConfigError, load_config, parse_reserve
+from ..config import ConfigError, load_config, parse_chunks, parse_reserve
 from .common import DEFAULT_STORE
 
 DEFAULT_LISTEN = "tcp:127.0.0.1:5640"
@@ -20,6 +20,16 @@ Once every listener is bound the server prints one line per listener on
 standard output ("listening tcp:127.0.0.1:5640"); logs go to standard error.
 SIGINT or SIGTERM stops it gracefully: it stops accepting, finishes the
 requests in flight, commits and closes the store.
+
+Chunks on object storage: `--chunks s3://BUCKET/PREFIX` (or [server] chunks
+in --config) makes a new store keep its file contents in that bucket, with a
+bounded local cache in STORE/chunk-cache/ ([s3] cache_size). Credentials and
+endpoint come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL,
+AWS_REGION and AWS_ALLOW_HTTP, else the [s3] table of --config; they are never
+logged. An existing store keeps the backend it was created with: a different
+--chunks is refused. `ninep init` creates a store explicitly. If the bucket
+becomes unreachable, fsync and commits fail with EIO after retries (nothing
+acknowledged is lost) and the server recovers when the bucket returns.
 
 Security: 9P over TCP trusts the uid the client claims. Prefer a unix socket,
 or use read_only / squash in a --config file for TCP exports (see README).
@@ -36,6 +46,14 @@ def _address(text: str):
 def _reserve(text: str):
     try:
         return parse_reserve(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def chunks_location(text: str) -> str:
+    """argparse type of --chunks: ``s3://BUCKET/PREFIX``."""
+    try:
+        return parse_chunks(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -67,6 +85,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="free space kept for the catalog: writes fail with ENOSPC below it; a size (256M, 1G) "
         "or a percentage of the filesystem (5%%); overrides [server] free_space_reserve (default: 64M)",
     )
+    serve.add_argument(
+        "--chunks",
+        type=chunks_location,
+        metavar="s3://BUCKET/PREFIX",
+        help="keep a new store's chunks in this S3 bucket (overrides [server] chunks; default: the store's "
+        "own chunks/ directory); an existing store must have been created with the same location",
+    )
     serve.set_defaults(func=_serve)
 
 
@@ -75,7 +100,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     listen = args.listen or _configured_listen(args.config) or [parse_address(DEFAULT_LISTEN)]
     return run_server(store_path=args.store, listen=listen, config_path=args.config,
-                      reserve=args.free_space_reserve)
+                      reserve=args.free_space_reserve, chunks=args.chunks)
 
 
 def _configured_listen(path: str | None) -> list:

@@ -11,7 +11,12 @@ HELP = """\
 Per dataset and for the whole store: logical bytes (file sizes), referenced
 and unique chunk bytes, dedup ratio (referenced / unique), chunk count, file
 and directory counts, snapshots and the space each holds exclusively (what
-deleting it frees). All figures come from the catalog.
+deleting it frees). These figures come from the catalog.
+
+Then where the chunks live (the store's chunks/ directory or s3://BUCKET/PREFIX)
+and, for a store on object storage, the size and bound of its local chunk
+cache. The running server's uploads, downloads, dedup skips, cache hit ratio
+and failed requests are in `ninep status` and on /metrics.
 """
 
 
@@ -42,4 +47,8 @@ def run(args) -> int:
         for s in d.snapshots:
             print(f"  snapshot {d.name}@{s.name}: refers to {human(s.referenced_bytes)}, "
                   f"holds {human(s.exclusive_bytes)} exclusively")
+    cb = st.chunk_backend
+    print(f"chunks: {cb.location}")
+    if cb.location.startswith("s3://"):
+        print(f"  local cache {human(cb.cache_bytes)} of {human(cb.cache_limit)}")
     return 0

@@ -6,13 +6,16 @@ import argparse
 
 from .backend import backend
 from .common import add_store_option, print_json
+from .output import human
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "status",
         help="listeners, exports, sessions and commit figures of the running server",
-        description="Ask the server running on --store (or at --admin) what it serves and how it is doing.",
+        description="Ask the server running on --store (or at --admin) what it serves and how it is doing: "
+        "listeners, exports, sessions, commits, and where the chunks live with the chunk backend's counters "
+        "since the server started (local cache hit ratio, uploads, dedup skips, downloads, failed requests).",
     )
     add_store_option(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -38,4 +41,13 @@ def _status(args) -> int:
     c = st["commits"]
     mean = c["seconds"] / c["count"] * 1000 if c["count"] else 0.0
     print(f"commits: {c['count']} (mean {mean:.1f} ms, failures {c['failures']}, every {c['interval']}s)")
+    k = st["chunks"]
+    print(f"chunks: {k['location']}")
+    if k["location"].startswith("s3://"):
+        reads = k["cache_hits"] + k["cache_misses"]
+        ratio = f"{k['cache_hit_ratio']:.2f}" if reads else "-"
+        print(f"  local cache {human(k['cache_bytes'])} of {human(k['cache_limit'])}, hit ratio {ratio} "
+              f"({k['cache_hits']} hits, {k['cache_misses']} misses)")
+        print(f"  uploads {k['uploads']} ({human(k['upload_bytes'])}), dedup skips {k['dedup_skips']}, "
+              f"downloads {k['downloads']} ({human(k['download_bytes'])}), failed requests {k['errors']}")
     return 0

@@ -169,8 +169,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", type=_address_arg, metavar="ADDR",
                    help="where the container host reaches the server: tcp:IPV4:PORT or unix:/PATH "
                         "(default: the running server's first usable listener, else [server] listen in --config)")
-    p.add_argument("--config", metavar="FILE",
-                   help="the server's configuration file: its [server] listen and [admin] socket")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_create)
     p = cmds.add_parser("list", help="list volumes: size (the live files' bytes, as du -b), quota, snapshots")

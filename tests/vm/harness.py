@@ -378,6 +378,16 @@ class NinepServer(Server):
         tcp, _ = self._start(self.tcp)
         assert tcp == self.tcp, (tcp, self.tcp)
 
+    def kill_and_restart(self, between=None) -> None:
+        """SIGKILL the server (no shutdown, no final commit), run ``between()``, then
+        serve the same store on the same addresses again."""
+        self.proc.kill()
+        self.proc.wait()
+        if between is not None:
+            between()
+        tcp, _ = self._start(self.tcp)
+        assert tcp == self.tcp, (tcp, self.tcp)
+
     def read_only_export(self) -> str:
         """Dataset "ro", made read-only (dataset property) after `lockfile` is written."""
         if self._ro_aname is None:
