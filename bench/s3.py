@@ -255,14 +255,15 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine_facts(), "reps": args.reps, "size": args.size,
         "files": args.files, "file_size": args.file_size, "ceiling_size": args.ceiling_size,
         "threads": s3ceiling.THREADS, "backends": {}, "figures": {}, "ceiling": {},
-        "cache_bytes": {}, "drop_caches_failed": None, "endpoint": args.endpoint or "SeaweedFS started by the run",
+        "cache_bytes": {}, "drop_caches_failed": None, "endpoint": args.endpoint,
+        "s3_server": "given with --endpoint" if args.endpoint else "SeaweedFS `weed mini` started by the run",
     }
     t0 = time.perf_counter()
     sw = None
     try:
         sw = start_s3(args, base)
         if sw is not None:
-            results["seaweedfs"] = sw.endpoint
+            results["endpoint"] = sw.endpoint
         run(args, base, results)
         s3report.check_complete(results)
     except BenchError as e:

@@ -69,7 +69,7 @@ def markdown(results: dict) -> str:
              f"{', '.join(f'{x:.2f}' for x in m.get('load_after', []))} "
              "(a shared machine: other jobs ran too).")
     L.append("")
-    L.append(f"S3 server: SeaweedFS `weed mini` on loopback ({results['endpoint']}). "
+    L.append(f"S3 server: {results['s3_server']}, at {results['endpoint']}. "
              f"Stores: **local** ({be['local']['location']}, chunk size "
              f"{_size(be['local']['chunk_size'])}) and **s3** ({be['s3']['location']}, chunk "
              f"size {_size(s3_chunk)}), each served by its own `ninep serve` on loopback TCP.")
