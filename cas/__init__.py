@@ -7,9 +7,11 @@ implement :class:`Tree`, the interface the 9P server calls. See
 docs/volume-api.md for the contract and docs/format.md for the store format.
 """
 
+from .chunkbackend import ChunkBackend, ChunkStats
 from .chunks import ChunkStore
 from .errors import CorruptChunkError, FsError, StoreFormatError, StoreLockedError
 from .names import V9FS_MAGIC
+from .s3config import S3Settings
 from .records import Attr, DiffEntry, DirEntry, SnapshotInfo, StatFs
 from .snapview import SnapshotVolume
 from .store import Store
@@ -17,7 +19,7 @@ from .tree import ReadOnlyTree, Tree
 from .volume import XATTR_CREATE, XATTR_REPLACE, Volume
 
 __all__ = [
-    "Attr", "ChunkStore", "CorruptChunkError", "DirEntry", "FsError", "StatFs", "Store",
+    "Attr", "ChunkBackend", "ChunkStats", "ChunkStore", "S3Settings", "CorruptChunkError", "DirEntry", "FsError", "StatFs", "Store",
     "StoreFormatError", "StoreLockedError", "Volume", "XATTR_CREATE", "XATTR_REPLACE",
     "DiffEntry", "SnapshotInfo", "SnapshotVolume", "ReadOnlyTree", "Tree", "V9FS_MAGIC",
 ]

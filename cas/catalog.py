@@ -91,7 +91,9 @@ def _cols(rows: list[tuple], n: int) -> list[list]:
 class Catalog:
     """Owns the DuckDB connection. One writer (the commit); loads use a cursor."""
 
-    def __init__(self, path: str, create: bool, chunk_size: int, memory_limit: str = "256MB"):
+    def __init__(self, path: str, create: bool, chunk_size: int, memory_limit: str = "256MB",
+                 meta: dict[str, str] | None = None):
+        """Open (``create``: or create) the catalog; ``meta`` adds rows to a new catalog's meta."""
         existed = _exists(path)
         self.path = path
         self.db = duckdb.connect(path)
@@ -112,7 +114,8 @@ class Catalog:
             self.db.execute(SCHEMA)
             self.db.executemany("INSERT INTO meta VALUES (?, ?)", [
                 ("format_version", str(FORMAT_VERSION)), ("chunk_size", str(chunk_size)),
-                ("next_ino", "2"), ("generation", "1"), ("next_snapshot", "1")])
+                ("next_ino", "2"), ("generation", "1"), ("next_snapshot", "1"),
+                *(meta or {}).items()])
             self.db.execute("COMMIT")
         self.meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
         version = int(self.meta.get("format_version", "0"))

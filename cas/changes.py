@@ -17,7 +17,7 @@ from .records import EMPTY, Inode
 
 if TYPE_CHECKING:
     from .catalog import Batch
-    from .chunks import ChunkStore
+    from .chunkbackend import ChunkBackend
     from .commit import GroupCommit
     from .inodes import InodeCache
 
@@ -28,7 +28,7 @@ class Changes:
     """The uncommitted state of the dataset cached in ``cache``; the caller holds ``lock``
     around every call marked "under the lock"."""
 
-    def __init__(self, commits: GroupCommit, cache: InodeCache, lock, chunks: ChunkStore):
+    def __init__(self, commits: GroupCommit, cache: InodeCache, lock, chunks: ChunkBackend):
         self.commits = commits
         self.cache = cache
         self.lock = lock

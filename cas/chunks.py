@@ -7,14 +7,12 @@ import ctypes.util
 import errno
 import os
 import threading
-import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 
-import blake3
 import structlog
 
+from .chunkbackend import ChunkStats
+from .chunkbase import ChunkBase, chunk_hash
 from .errors import CorruptChunkError, FsError
 from .perms import CHUNK_MODE, DIR_MODE
 
@@ -23,11 +21,7 @@ log = structlog.get_logger(__name__)
 _HEX = frozenset("0123456789abcdef")
 
 
-def chunk_hash(data) -> str:
-    """Hex BLAKE3-256 of ``data``; uses all cores only for MiB-sized buffers."""
-    if len(data) >= 1 << 20:
-        return blake3.blake3(data, max_threads=blake3.blake3.AUTO).hexdigest()
-    return blake3.blake3(data).hexdigest()
+__all__ = ["ChunkStore", "chunk_hash", "read_if_resident", "mkdir_private"]
 
 
 def _load_syncfs():
@@ -41,13 +35,6 @@ def _load_syncfs():
 
 
 _syncfs = _load_syncfs()
-# prefetch() skips a chunk it announced less than _ANNOUNCED_FOR seconds ago
-# (at most _ANNOUNCED_MAX of them): long enough for a reader's overlapping
-# windows, short enough that a later pass over evicted data is read ahead again
-_ANNOUNCED_FOR = 1.0
-_ANNOUNCED_MAX = 4096
-# Opening a cold chunk file waits for its inode to be read: two threads overlap those waits.
-_READAHEAD_THREADS = 2
 _RWF_NOWAIT = getattr(os, "RWF_NOWAIT", None)
 
 
@@ -69,7 +56,7 @@ def _read_whole(path: str, expect: int) -> bytes:
         os.close(fd)
 
 
-def _mkdir_private(path: str) -> None:
+def mkdir_private(path: str) -> None:
     """Create directory ``path`` (0700, whatever the umask) unless it exists."""
     try:
         os.mkdir(path, DIR_MODE)
@@ -78,7 +65,33 @@ def _mkdir_private(path: str) -> None:
     os.chmod(path, DIR_MODE)
 
 
-class ChunkStore:
+def read_if_resident(path: str) -> bytes | None:
+    """The content of file ``path`` if it is all in the kernel's page cache, else None.
+
+    Reads with ``RWF_NOWAIT`` (which fails rather than wait for the disk);
+    None also when the file is missing or the system lacks ``RWF_NOWAIT``.
+    """
+    if _RWF_NOWAIT is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        buf = bytearray(size)
+        try:
+            n = os.preadv(fd, [buf], 0, _RWF_NOWAIT) if size else 0
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EOPNOTSUPP, errno.EINVAL):
+                return None  # not all in the page cache (or no RWF_NOWAIT here)
+            raise
+    finally:
+        os.close(fd)
+    return bytes(buf) if n == size else None
+
+
+class ChunkStore(ChunkBase):
     """Chunk files under ``root/<2 hex>/<64 hex>``.
 
     A chunk is written to a temporary file in its directory and renamed into
@@ -89,40 +102,32 @@ class ChunkStore:
     fills it. Chunks are not fsynced one by one:
     :meth:`make_durable` flushes everything written so far in one batch.
 
-    Pins protect chunks that uncommitted metadata refers to from deletion:
-    :meth:`put` pins its hash, :meth:`unpin` releases it, and
-    :meth:`delete_if_unpinned` checks the pin under the same lock.
-
-    Helper threads, started on first use and joined by :meth:`close`:
-    ``io_threads - 1`` workers that :meth:`put_many` spreads a batch of
-    chunks over (the caller's thread does its share), and
-    ``_READAHEAD_THREADS`` behind :meth:`prefetch`. They spend nearly all
-    their time in system calls and BLAKE3, which release the GIL.
+    Pins, the memory cache, the I/O threads that :meth:`put_many` spreads a
+    batch over and the read-ahead threads are :class:`ChunkBase`'s. They
+    spend nearly all their time in system calls and BLAKE3, which release
+    the GIL. Opening a cold chunk file waits for its inode to be read: two
+    read-ahead threads overlap those waits.
     """
 
     def __init__(self, root: str, read_cache: int = 128, chunk_size: int = 128 * 1024,
                  io_threads: int | None = None):
+        super().__init__(read_cache, io_threads if io_threads is not None
+                         else min(4, os.cpu_count() or 1))
         self.root = root
+        self.location = f"local:{root}"
         self._expect = chunk_size
-        self._lock = threading.Lock()
-        self._pins: dict[str, int] = {}
-        self._rcache: OrderedDict[str, bytes] = OrderedDict()
-        self._rcache_max = read_cache
-        self._io_threads = max(1, io_threads if io_threads is not None
-                               else min(4, os.cpu_count() or 1))
-        self._workers: ThreadPoolExecutor | None = None
-        self._reader: ThreadPoolExecutor | None = None
-        self._announced: OrderedDict[str, float] = OrderedDict()
-        self._closed = False
         self._unsynced = 0
-        self.bytes_written = 0
-        self.chunks_written = 0
-        _mkdir_private(root)
+        mkdir_private(root)
         for i in range(256):
-            _mkdir_private(os.path.join(root, f"{i:02x}"))
+            mkdir_private(os.path.join(root, f"{i:02x}"))
 
     def path(self, h: str) -> str:
+        """The chunk file of ``h`` (local backend only)."""
         return f"{self.root}/{h[:2]}/{h}"
+
+    def stats(self) -> ChunkStats:
+        """Counters: all zero for local chunks (no remote requests, no chunk cache)."""
+        return ChunkStats()
 
     # -- writing ---------------------------------------------------------
     def put(self, data, h: str | None = None, pin: bool = False) -> str:
@@ -134,8 +139,7 @@ class ChunkStore:
         if h is None:
             h = chunk_hash(data)
         if pin:
-            with self._lock:
-                self._pins[h] = self._pins.get(h, 0) + 1
+            self.pin(h)
         final = self.path(h)
         if os.path.exists(final):
             return h
@@ -164,96 +168,6 @@ class ChunkStore:
             self.bytes_written += len(data)
             self.chunks_written += 1
         return h
-
-    def put_many(self, contents: Sequence, pin: bool = True) -> list[str]:
-        """:meth:`put` each of ``contents``; return their hashes in order.
-
-        A batch is spread over the I/O threads, so hashing and creating
-        one chunk file overlaps with the next. On error no chunk of the batch
-        stays pinned and the first error is raised.
-        """
-        parts = self._spread(lambda part: self._put_all(part, pin), contents)
-        failed = [r for r in parts if isinstance(r, BaseException)]
-        if failed:
-            if pin:
-                for part in parts:
-                    if not isinstance(part, BaseException):
-                        for h in part:
-                            self.unpin(h)
-            raise failed[0]
-        return [h for part in parts for h in part]
-
-    def _spread(self, fn: Callable[[Sequence], list], items: Sequence) -> list:
-        """``fn`` over consecutive parts of ``items``, one part per I/O thread.
-
-        The caller's thread does the first part. Every part runs to its end;
-        returns each part's result in order, or the exception it raised.
-        """
-        k = min(len(items), self._io_threads)
-        if k < 2:
-            parts = [items]
-        else:
-            step = -(-len(items) // k)
-            parts = [items[i:i + step] for i in range(0, len(items), step)]
-        futures = []
-        if len(parts) > 1:
-            pool = self._pool("_workers", self._io_threads - 1, "chunk-io")
-            futures = [pool.submit(fn, p) for p in parts[1:]]
-        results: list = []
-        try:
-            results.append(fn(parts[0]))
-        except BaseException as exc:
-            results.append(exc)
-        for f in futures:
-            try:
-                results.append(f.result())
-            except BaseException as exc:
-                results.append(exc)
-        return results
-
-    def _put_all(self, contents: Sequence, pin: bool) -> list[str]:
-        """Put ``contents`` one after the other; unpin them all if one fails."""
-        out: list[str] = []
-        try:
-            for data in contents:
-                out.append(self.put(data, pin=pin))
-        except BaseException:
-            if pin:
-                for h in out:
-                    self.unpin(h)
-            raise
-        return out
-
-    def _pool(self, attr: str, workers: int, name: str) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._closed:
-                raise FsError(errno.EIO, "chunk store is closed")
-            pool = getattr(self, attr)
-            if pool is None:
-                pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
-                setattr(self, attr, pool)
-            return pool
-
-    def close(self) -> None:
-        """Stop the helper threads (pending read-ahead is dropped); idempotent."""
-        with self._lock:
-            self._closed = True
-            pools = [p for p in (self._workers, self._reader) if p is not None]
-            self._workers = self._reader = None
-        for pool in pools:
-            pool.shutdown(wait=True, cancel_futures=True)
-
-    def unpin(self, h: str) -> None:
-        with self._lock:
-            n = self._pins.get(h, 0) - 1
-            if n > 0:
-                self._pins[h] = n
-            else:
-                self._pins.pop(h, None)
-
-    def pinned(self, h: str) -> bool:
-        with self._lock:
-            return h in self._pins
 
     def make_durable(self) -> None:
         """Make every chunk written so far durable (one syncfs, or sync)."""
@@ -286,14 +200,6 @@ class ChunkStore:
             self._remember(h, data)
         return data
 
-    def cached(self, h: str) -> bytes | None:
-        """The verified content of ``h`` if it is held in memory, else None (no I/O)."""
-        with self._lock:
-            data = self._rcache.get(h)
-            if data is not None:
-                self._rcache.move_to_end(h)
-            return data
-
     def get_nowait(self, h: str) -> bytes | None:
         """The verified content of ``h`` if no disk access is needed, else None.
 
@@ -304,26 +210,11 @@ class ChunkStore:
         (the blocking path reports it).
         """
         data = self.cached(h)
-        if data is not None or _RWF_NOWAIT is None:
+        if data is not None:
             return data
-        try:
-            fd = os.open(self.path(h), os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
+        data = read_if_resident(self.path(h))
+        if data is None:
             return None
-        try:
-            size = os.fstat(fd).st_size
-            buf = bytearray(size)
-            try:
-                n = os.preadv(fd, [buf], 0, _RWF_NOWAIT) if size else 0
-            except OSError as exc:
-                if exc.errno in (errno.EAGAIN, errno.EOPNOTSUPP, errno.EINVAL):
-                    return None  # not all in the page cache (or no RWF_NOWAIT here)
-                raise
-        finally:
-            os.close(fd)
-        if n != size:
-            return None
-        data = bytes(buf)
         self._check(h, data)
         self._remember(h, data)
         return data
@@ -334,17 +225,9 @@ class ChunkStore:
             log.error("corrupt chunk", chunk=h, path=self.path(h), length=len(data))
             raise CorruptChunkError(h)
 
-    def _remember(self, h: str, data: bytes) -> None:
-        if self._rcache_max:
-            with self._lock:
-                self._rcache[h] = data
-                if len(self._rcache) > self._rcache_max:
-                    self._rcache.popitem(last=False)
-
     def drop_cache(self) -> None:
         """Forget every chunk held in memory: the next reads verify from disk."""
-        with self._lock:
-            self._rcache.clear()
+        self._forget_memory()
 
     def get_into(self, h: str, dest: memoryview) -> int | None:
         """Read chunk ``h`` into ``dest`` and verify it; return its length.
@@ -359,6 +242,7 @@ class ChunkStore:
             os.close(fd)
 
     def _read_verify(self, fd: int, h: str, dest: memoryview) -> int | None:
+        """Read file ``fd`` into ``dest`` and verify it as chunk ``h``; None if it is longer."""
         cap = len(dest)
         total = 0
         while total < cap:
@@ -393,32 +277,6 @@ class ChunkStore:
             for fd in fds:
                 os.close(fd)
 
-    def prefetch(self, hashes) -> None:
-        """Read-ahead: have these chunk files read into the page cache, in the background.
-
-        Returns at once. A read-ahead thread opens each file and asks the
-        kernel for it (``WILLNEED``), so even the file-system lookups of a
-        cold chunk stay off the caller's thread; the reads that follow find
-        the data in memory. Chunks announced recently are skipped, so a
-        sequential reader may pass an overlapping window on every read.
-        """
-        now = time.monotonic()
-        with self._lock:
-            if self._closed:
-                return
-            seen = self._announced
-            while seen and (len(seen) > _ANNOUNCED_MAX
-                            or next(iter(seen.values())) < now - _ANNOUNCED_FOR):
-                seen.popitem(last=False)
-            fresh = [h for h in hashes if h not in seen]
-            for h in fresh:
-                seen[h] = now
-        if fresh:
-            try:
-                self._pool("_reader", _READAHEAD_THREADS, "chunk-readahead").submit(self.advise, fresh)
-            except (FsError, RuntimeError):
-                pass  # closing: read-ahead is only advice
-
     def advise(self, hashes) -> None:
         """Ask the kernel to start reading these chunk files into the page cache.
 
@@ -436,40 +294,30 @@ class ChunkStore:
                 os.close(fd)
 
     def has(self, h: str) -> bool:
+        """Whether chunk ``h`` is stored."""
         return os.path.exists(self.path(h))
 
     def size_of(self, h: str) -> int:
+        """The size of chunk file ``h`` (FileNotFoundError if absent)."""
         return os.stat(self.path(h)).st_size
 
     def verify(self, h: str) -> bool:
-        """Re-hash chunk ``h`` from disk (bypassing the cache)."""
+        """Re-hash chunk ``h`` from disk (bypassing the cache); False if absent or bad.
+
+        Raises OSError if the file cannot be read.
+        """
         try:
             return chunk_hash(_read_whole(self.path(h), self._expect)) == h
         except FileNotFoundError:
             return False
 
     # -- deleting --------------------------------------------------------
-    def delete(self, h: str) -> bool:
-        """Remove chunk ``h``; returns False if it was absent."""
-        with self._lock:
-            self._rcache.pop(h, None)
+    def _remove(self, h: str) -> bool:
         try:
             os.unlink(self.path(h))
             return True
         except FileNotFoundError:
             return False
-
-    def delete_if_unpinned(self, h: str) -> bool:
-        """Remove chunk ``h`` unless pinned; the check and unlink are atomic wrt put(pin=True)."""
-        with self._lock:
-            if h in self._pins:
-                return False
-            self._rcache.pop(h, None)
-            try:
-                os.unlink(self.path(h))
-                return True
-            except FileNotFoundError:
-                return False
 
     # -- enumeration -----------------------------------------------------
     def entries(self, on_dir: Callable[[], None] | None = None) -> Iterator[tuple[str, os.DirEntry]]:

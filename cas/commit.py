@@ -5,7 +5,7 @@ epoch, and once its catalog transaction is done every change of that epoch
 and before is *durable*. A group commit (docs/format.md, "The group commit")
 
 1. stores every volume's dirty chunk buffers as chunk files,
-2. makes the new chunks durable in one batch (``ChunkStore.make_durable``),
+2. makes the new chunks durable in one batch (``ChunkBackend.make_durable``),
 3. applies all metadata mutations of every volume in one DuckDB transaction,
 4. deletes the chunks that the commit left unreferenced.
 
@@ -34,7 +34,7 @@ from typing import Protocol
 import structlog
 
 from .catalog import Batch, Catalog
-from .chunks import ChunkStore
+from .chunkbackend import ChunkBackend
 from .errors import FsError
 from .isolate import Components, bisect_apply, invalid_inodes, is_data_error, only, take
 
@@ -174,7 +174,7 @@ class GroupCommit:
     callers wait for a commit; ``max_inodes`` bounds each volume's inode cache.
     """
 
-    def __init__(self, path: str, catalog: Catalog, chunks: ChunkStore, *, reserve_bytes: int,
+    def __init__(self, path: str, catalog: Catalog, chunks: ChunkBackend, *, reserve_bytes: int,
                  max_inodes: int, dirty_limit: int, dirty_inodes_max: int, fsid: int):
         self.path = path
         self.catalog = catalog

@@ -1,4 +1,4 @@
-"""Garbage collection: mark and sweep of chunk files against the whole catalog.
+"""Garbage collection: mark and sweep of stored chunks against the whole catalog.
 
 A chunk is *referenced* if any ``extents`` row names it, live or closed (a
 closed row is what a snapshot sees), in any dataset. Everything else in the
@@ -8,25 +8,27 @@ by commits that never completed (a crash between storing and committing).
 Protocol (safe against a server writing at the same time, DESIGN.md §6)::
 
   0. (optional) commit, so deletions made in memory reach the catalog.
-  1. list   every chunk file and its size            no lock
+  1. list   every stored chunk and its size          no lock
   2. mark   SELECT DISTINCT hash FROM extents        private cursor, no lock
   3. candidates = listed - marked
   4. sweep, in batches, each under the store's commit lock:
        a. re-check: of the batch, keep what *still* has no extents row
-       b. ChunkStore.delete_if_unpinned(h): the pin check and the unlink
-          happen under the chunk store's lock
+       b. ChunkBackend.delete_if_unpinned(h): the pin check and the start of
+          the deletion happen under the backend's lock (a pin taken during
+          the deletion waits for it, see cas/chunkbase.py)
 
 Why it is safe:
 
 - *In-flight set.* Every chunk a writer stores or finds by dedup is pinned
-  before the existence check (``ChunkStore.put(pin=True)``: pin, then
-  ``has()``). The pin stays until the commit that records the reference has
-  applied its catalog transaction; only then, still under the commit lock,
+  before the existence check (``put(pin=True)``: pin, then look for the
+  file, or the bucket's put-if-absent). The pin stays until the commit that
+  records the reference has applied its catalog transaction; only then, still under the commit lock,
   is it released. So a hash is always either pinned or named by an extents
   row, from the moment a writer decides to use it.
 - *Dedup hit on garbage.* If a writer pins ``h`` after gc re-checked it, the
-  pin makes ``delete_if_unpinned`` refuse. If gc unlinked it first, the
-  writer's ``has()`` (which follows its pin) sees no file and writes it again.
+  pin makes ``delete_if_unpinned`` refuse. If gc started deleting it first,
+  the writer's pin waits until the deletion is done, and its existence check
+  (which follows the pin) finds nothing and stores the chunk again.
 - *Commits during mark.* A chunk referenced by a commit that applied after
   the mark query is not in ``marked``; step 4a runs under the commit lock,
   where no commit is half-applied, and sees the new row.
@@ -74,7 +76,7 @@ class GcReport:
 
 
 def list_chunks(chunks, progress: Callable | None = None) -> dict[str, int]:
-    """Every chunk file of ``chunks`` (a ChunkStore) with its size in bytes."""
+    """Every chunk stored in ``chunks`` (a ChunkBackend) with its size in bytes."""
     return chunks.sizes((lambda: progress("list", 1, 256)) if progress else None)
 
 

@@ -75,8 +75,8 @@ def audit(root: str, *, deep: bool = False) -> list[Loose]:
     """Paths under store ``root`` that are not owner-only.
 
     Always checks the store directory, its top-level entries and the chunk
-    fan-out directories (a few hundred ``lstat`` calls: cheap enough for every
-    open). ``deep`` also checks every chunk file, as fsck does.
+    (or chunk cache) fan-out directories (a few hundred ``lstat`` calls: cheap enough for every
+    open). ``deep`` also checks every chunk (or cached chunk) file, as fsck does.
     """
     found: list[Loose] = []
 
@@ -89,12 +89,13 @@ def audit(root: str, *, deep: bool = False) -> list[Loose]:
         check(entry.path, st)
         if entry.name.endswith(".tmp") and stat.S_ISDIR(st.st_mode):
             _scan_files(entry.path, check)  # DuckDB's spill files
-    chunks = os.path.join(root, "chunks")
-    if os.path.isdir(chunks):
-        for entry, st in _entries(chunks):
-            check(entry.path, st)
-            if deep and stat.S_ISDIR(st.st_mode):
-                _scan_files(entry.path, check)
+    for name in ("chunks", "chunk-cache"):  # chunk files, or an S3 store's chunk cache
+        chunks = os.path.join(root, name)
+        if os.path.isdir(chunks):
+            for entry, st in _entries(chunks):
+                check(entry.path, st)
+                if deep and stat.S_ISDIR(st.st_mode):
+                    _scan_files(entry.path, check)
     return found
 
 

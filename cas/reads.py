@@ -20,7 +20,7 @@ from .names import NAME_MAX, SYMLOOP_MAX, V9FS_MAGIC, check_xattr_name
 from .records import Attr, DirEntry, Inode, StatFs
 
 if TYPE_CHECKING:
-    from .chunks import ChunkStore
+    from .chunkbackend import ChunkBackend
     from .commit import GroupCommit
     from .inodes import InodeCache
 
@@ -35,7 +35,7 @@ _S_IFLNK = stat.S_IFLNK
 class TreeReads:
     """Read-only operations on the tree cached in ``cache``, each under ``lock``."""
 
-    def __init__(self, cache: InodeCache, lock, chunks: ChunkStore, chunk_size: int):
+    def __init__(self, cache: InodeCache, lock, chunks: ChunkBackend, chunk_size: int):
         self.cache = cache
         self.lock = lock
         self.chunks = chunks

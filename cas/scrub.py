@@ -1,11 +1,12 @@
-"""scrub: re-hash every chunk file and say who uses each damaged one.
+"""scrub: re-hash every chunk and say who uses each damaged one.
 
-Chunk files are read and hashed in a thread pool (BLAKE3 and file reads
-release the GIL). A chunk is damaged when its content no longer hashes to
-its name (a flipped byte, a truncation), when it cannot be read, or when the
-catalog references it and the file is missing. Scrub changes nothing: reads
-of a damaged chunk keep failing with EIO (``ChunkStore.get`` verifies every
-read), and a later write of the same content does not heal it (dedup finds
+Chunks are read from the backing store (chunk files, or objects in the
+bucket: never a cache) and hashed in a thread pool (BLAKE3, file reads and
+obstore's requests release the GIL). A chunk is damaged when its content no
+longer hashes to its name (a flipped byte, a truncation), when it cannot be
+read, or when the catalog references it and it is missing. Scrub changes
+nothing: reads of a damaged chunk keep failing with EIO (every backend's
+``get`` verifies every read), and a later write of the same content does not heal it (dedup finds
 the name); restore the file from a snapshot or a backup.
 """
 
@@ -19,7 +20,6 @@ from typing import Callable
 
 import structlog
 
-from .chunks import chunk_hash
 from .gc import list_chunks
 from .views import ChunkUse, chunk_users, read_cursor
 
@@ -54,18 +54,17 @@ class ScrubReport:
         return self.bytes / self.seconds if self.seconds > 0 else 0.0
 
 
-def _verify(path: str, h: str) -> tuple[int, str | None]:
-    """(bytes read, problem or None) for one chunk file."""
+def _verify(chunks, h: str) -> str | None:
+    """The problem of chunk ``h`` (None if it verifies, "gone" if it vanished meanwhile)."""
     try:
-        with open(path, "rb", buffering=0) as f:
-            data = f.read()
+        ok = chunks.verify(h)
     except FileNotFoundError:
-        return 0, "gone"
+        return "gone"
     except OSError as exc:
-        return 0, f"unreadable: {exc.strerror or exc}"
-    if chunk_hash(data) != h:
-        return len(data), "content does not match its hash"
-    return len(data), None
+        return f"unreadable: {exc.strerror or exc}"
+    if ok:
+        return None
+    return "content does not match its hash" if chunks.has(h) else "gone"
 
 
 def scrub(store, *, threads: int | None = None,
@@ -79,13 +78,14 @@ def scrub(store, *, threads: int | None = None,
     workers = threads or min(8, (os.cpu_count() or 2) * 2)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scrub") as pool:
         hashes = list(listed)
-        for h, (n, problem) in zip(hashes, pool.map(lambda h: _verify(chunks.path(h), h), hashes)):
+        for h, problem in zip(hashes, pool.map(lambda h: _verify(chunks, h), hashes)):
             report.chunks += 1
-            report.bytes += n
+            if problem != "gone":
+                report.bytes += listed[h]
             if problem is not None and problem != "gone":
                 problems[h] = (problem, listed[h])
             if progress:
-                progress(n or listed[h])
+                progress(listed[h])
     with read_cursor(store.catalog) as cur:
         referenced = {r[0] for r in cur.execute("SELECT DISTINCT hash FROM extents").fetchall()}
         for h in referenced:

@@ -2,10 +2,11 @@
 
 Layout::
 
-    STORE/FORMAT            "ninep-store <version>"
+    STORE/FORMAT            "ninep-store <version>" (1: local chunks, 2: chunks elsewhere)
     STORE/lock              fcntl.flock'ed while open
     STORE/catalog.duckdb    the DuckDB catalog (+ .wal)
-    STORE/chunks/ab/<64 hex>
+    STORE/chunks/ab/<64 hex>        local chunks, or
+    STORE/chunk-cache/ab/<64 hex>   the local cache of chunks in an S3 bucket
 
 Everything in it is owner-only (see cas/perms.py): the chunks hold every
 file's contents whatever its 9P mode.
@@ -13,7 +14,7 @@ file's contents whatever its 9P mode.
 The store runs no threads of its own. The server calls :meth:`Store.commit`
 every ``commit_interval`` seconds; ``Volume.fsync`` runs or joins a commit.
 The group commit itself lives in cas/commit.py; the Store opens and closes
-the catalog and the chunk store, and hands out volumes. The format is
+the catalog and the chunk backend (cas/chunkopen.py), and hands out volumes. The format is
 described in docs/format.md.
 """
 
@@ -28,8 +29,9 @@ import zlib
 import structlog
 
 from . import perms
-from .catalog import FORMAT_VERSION, INODE_COLS, Catalog
-from .chunks import ChunkStore
+from . import chunkopen
+from .catalog import INODE_COLS, Catalog
+from .chunkbackend import ChunkBackend
 from .commit import GroupCommit
 from .errors import FsError, StoreFormatError, StoreLockedError
 from .records import DiffEntry, SnapshotInfo
@@ -37,18 +39,24 @@ from .names import check_label
 from .snapshots import Snapshots
 from .snapview import SnapshotVolume
 from .properties import Properties
+from .s3config import S3Settings
 from .volume import Volume
 
 log = structlog.get_logger(__name__)
 
 FORMAT_NAME = "ninep-store"
+#: the FORMAT file's version: 1 for a store with local chunks (unchanged since
+#: before object storage), 2 when its chunks live elsewhere (the catalog's meta
+#: says where), so that code older than object storage refuses such a store
+STORE_FORMAT = 1
+STORE_FORMAT_REMOTE = 2
 INODE_COST = 2560  # bytes per cached inode: ~1.5 KB RSS growth measured per cached file, plus slack
 
 
 class Store:
     """An open store directory. Use :meth:`Store.open`; a context manager."""
 
-    def __init__(self, path: str, catalog: Catalog, chunks: ChunkStore, lockfd: int, *,
+    def __init__(self, path: str, catalog: Catalog, chunks: ChunkBackend, lockfd: int, *,
                  cache_bytes: int, reserve_bytes: int, commit_interval: float,
                  dirty_bytes: int | None):
         self.path = path
@@ -85,10 +93,11 @@ class Store:
 
     # ------------------------------------------------------------ lifecycle
     @classmethod
-    def open(cls, path: str, create: bool = False, chunk_size: int = 128 * 1024,
+    def open(cls, path: str, create: bool = False, chunk_size: int | None = None,
              cache_bytes: int = 256 << 20, reserve_bytes: int = 64 << 20,
              commit_interval: float = 0.2, dirty_bytes: int | None = None,
-             duckdb_memory: str = "96MB") -> "Store":
+             duckdb_memory: str = "96MB", *, chunks: str | None = None,
+             s3: S3Settings | None = None, chunk_cache_bytes: int | None = None) -> "Store":
         """Open (or with ``create=True`` create) the store at ``path``.
 
         ``cache_bytes`` bounds the metadata cache, ``reserve_bytes`` is the free
@@ -96,7 +105,17 @@ class Store:
         buffered file data before it is stored early (default: a quarter of the
         cache, at most 64 MiB). Raises StoreFormatError for a directory that is
         not a store of this format and StoreLockedError if another process has it open.
+
+        ``chunks`` says where a new store's chunks go: None or "local" for the
+        chunk directory, ``"s3://BUCKET/PREFIX"`` for object storage (``s3``:
+        endpoint and credentials, default from the environment;
+        ``chunk_cache_bytes``: the bound of the local chunk cache). An existing
+        store uses what its catalog records; a different ``chunks`` raises
+        StoreFormatError naming both. ``chunk_size`` None is the backend's
+        default (cas/chunkopen.py). An unreachable bucket or refused credentials
+        fail with FsError(EIO) saying what to check.
         """
+        want = chunkopen.normalize(chunks)
         fmt_path = os.path.join(path, "FORMAT")
         if not os.path.exists(fmt_path):
             if not create:
@@ -104,6 +123,8 @@ class Store:
             os.makedirs(path, exist_ok=True)
             if any(n not in ("lock",) for n in os.listdir(path)):
                 raise StoreFormatError(f"{path}: directory is not empty and not a ninep store")
+            if chunk_size is None:
+                chunk_size = chunkopen.default_chunk_size(want)
             if chunk_size <= 0 or chunk_size > 16 << 20:
                 raise ValueError("chunk_size must be in (0, 16 MiB]")
             os.chmod(path, perms.DIR_MODE)  # a new store is owner-only, whatever the umask
@@ -115,38 +136,55 @@ class Store:
             except BlockingIOError:
                 raise StoreLockedError(path) from None
             fresh = not os.path.exists(fmt_path)
-            if not fresh:
-                with open(fmt_path) as f:
-                    text = f.read().split()
-                if len(text) != 2 or text[0] != FORMAT_NAME:
-                    raise StoreFormatError(f"{path}: FORMAT file is not a ninep store's")
-                if text[1] != str(FORMAT_VERSION):
-                    raise StoreFormatError(
-                        f"{path}: store format version {text[1]}, this code supports "
-                        f"{FORMAT_VERSION}")
-            catalog = Catalog(os.path.join(path, "catalog.duckdb"), create=fresh,
-                              chunk_size=chunk_size, memory_limit=duckdb_memory)
+            if fresh:
+                location = want or chunkopen.LOCAL
+                version = STORE_FORMAT_REMOTE if chunkopen.is_remote(location) else STORE_FORMAT
+                # claim the bucket before creating anything: an unreachable one leaves no store
+                backend = chunkopen.open_chunks(path, location, chunk_size=chunk_size, create=True,
+                                                s3=s3, cache_bytes=chunk_cache_bytes)
+            else:
+                version = _read_format(path, fmt_path)
+                backend = None
             try:
-                chunks = ChunkStore(os.path.join(path, "chunks"), chunk_size=catalog.chunk_size)
+                catalog = Catalog(os.path.join(path, "catalog.duckdb"), create=fresh,
+                                  chunk_size=chunk_size or 0, memory_limit=duckdb_memory,
+                                  meta={chunkopen.META_KEY: location}
+                                  if fresh and chunkopen.is_remote(location) else None)
+            except BaseException:
+                if backend is not None:
+                    backend.close()
+                raise
+            try:
+                location = chunkopen.recorded(catalog.meta)
+                chunkopen.check_matches(path, location, want)
+                if chunkopen.is_remote(location) != (version == STORE_FORMAT_REMOTE):
+                    raise StoreFormatError(f"{path}: FORMAT version {version} does not match "
+                                           f"its chunk location {location}")
+                if backend is None:
+                    backend = chunkopen.open_chunks(
+                        path, location, chunk_size=catalog.chunk_size, create=False, s3=s3,
+                        cache_bytes=chunk_cache_bytes)
                 if fresh:
                     os.fchmod(lockfd, perms.FILE_MODE)
                     fd = os.open(fmt_path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC
                                  | os.O_CLOEXEC, perms.FILE_MODE)
                     with open(fd, "w") as f:
                         os.fchmod(fd, perms.FILE_MODE)
-                        f.write(f"{FORMAT_NAME} {FORMAT_VERSION}\n")
+                        f.write(f"{FORMAT_NAME} {version}\n")
                         f.flush()
                         os.fsync(f.fileno())
                     os.rename(fmt_path + ".tmp", fmt_path)
                 else:
-                    chunks.remove_temporaries()
+                    backend.remove_temporaries()
             except BaseException:
+                if backend is not None:
+                    backend.close()
                 catalog.close()
                 raise
         except BaseException:
             os.close(lockfd)
             raise
-        store = cls(path, catalog, chunks, lockfd, cache_bytes=cache_bytes,
+        store = cls(path, catalog, backend, lockfd, cache_bytes=cache_bytes,
                     reserve_bytes=reserve_bytes, commit_interval=commit_interval,
                     dirty_bytes=dirty_bytes)
         store.commits.gc_hashes(catalog.remove_orphans())
@@ -157,7 +195,8 @@ class Store:
                         "to make them owner-only", store=str(path),
                         paths=[f"{item.path} ({item.mode & 0o7777:04o})" for item in loose[:20]],
                         more=max(0, len(loose) - 20))
-        log.debug("store opened", path=path, chunk_size=store.chunk_size, fresh=fresh)
+        log.debug("store opened", path=path, chunk_size=store.chunk_size, fresh=fresh,
+                  chunks=backend.location)
         return store
 
     def __enter__(self) -> "Store":
@@ -376,14 +415,13 @@ class Store:
         for ino, idx, n in q(f"SELECT ino, idx, count(*) FROM extents WHERE {live} "
                              f"GROUP BY ino, idx HAVING count(*) > 1"):
             problems.append(f"extent {ino}[{idx}] has {n} live rows")
-        present = set(self._chunks)
+        present = self._chunks.sizes()
         for h, length, ino, idx in q(
                 "SELECT hash, max(length), min(ino), min(idx) FROM extents GROUP BY hash"):
             if h not in present:
                 problems.append(f"chunk {h} missing (used by inode {ino} chunk {idx})")
-            elif self._chunks.size_of(h) != length:
-                problems.append(f"chunk {h} has size {self._chunks.size_of(h)}, "
-                                f"catalog says {length}")
+            elif present[h] != length:
+                problems.append(f"chunk {h} has size {present[h]}, catalog says {length}")
         (max_ino,) = q("SELECT coalesce(max(ino), 0) FROM inodes")[0]
         (next_ino,) = q("SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'next_ino'")[0]
         if next_ino <= max_ino:
@@ -395,11 +433,24 @@ class Store:
         return [h for h in self._chunks if not self._chunks.verify(h)]
 
     @property
-    def chunks(self) -> ChunkStore:
-        """The store's ChunkStore (for tools and tests)."""
+    def chunks(self) -> ChunkBackend:
+        """The store's chunk backend (local ChunkStore or S3Chunks; for tools and tests)."""
         return self._chunks
 
     @property
     def catalog(self) -> Catalog:
         """The store's Catalog (for tools and tests)."""
         return self._catalog
+
+
+def _read_format(path: str, fmt_path: str) -> int:
+    """The version in an existing store's FORMAT file (StoreFormatError if unknown)."""
+    with open(fmt_path) as f:
+        text = f.read().split()
+    if len(text) != 2 or text[0] != FORMAT_NAME:
+        raise StoreFormatError(f"{path}: FORMAT file is not a ninep store's")
+    if text[1] not in (str(STORE_FORMAT), str(STORE_FORMAT_REMOTE)):
+        raise StoreFormatError(
+            f"{path}: store format version {text[1]}, this code supports "
+            f"{STORE_FORMAT} and {STORE_FORMAT_REMOTE}")
+    return int(text[1])

@@ -33,3 +33,21 @@ def env(tmp_path):
 @pytest.fixture
 def vol(env):
     return env.vol
+
+
+@pytest.fixture
+def s3_settings(s3_bucket):
+    """Settings for the shared SeaweedFS (from the environment), with short retries."""
+    from cas import S3Settings
+
+    return S3Settings.resolve().model_copy(update={
+        "retry_timeout": 3.0, "max_retries": 3, "timeout": 5.0, "connect_timeout": 2.0})
+
+
+@pytest.fixture
+def s3_env(tmp_path, s3_bucket, s3_settings):
+    """A store whose chunks are in a fresh bucket (prefix ``store``), with one dataset."""
+    e = Env(tmp_path / "store", chunks=f"s3://{s3_bucket}/store", s3=s3_settings,
+            chunk_cache_bytes=64 << 20)
+    yield e
+    e.close()

@@ -40,7 +40,9 @@ class TreeMachine(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="cas-model-")
-        self.store = Store.open(self.dir + "/s", create=True, chunk_size=CHUNK, dirty_bytes=4 * CHUNK)
+        self.options = self.store_options()
+        self.store = Store.open(self.dir + "/s", create=True, chunk_size=CHUNK, dirty_bytes=4 * CHUNK,
+                                **self.options)
         self.store.create_dataset("m")
         self.vol = self.store.volume("m")
         self.nodes = {0: MNode("d")}
@@ -53,6 +55,10 @@ class TreeMachine(RuleBasedStateMachine):
             self.store.close()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def store_options(self) -> dict:
+        """Extra Store.open options of a new store (a subclass puts its chunks elsewhere)."""
+        return {}
 
     # -- helpers ---------------------------------------------------------
     def dirs(self):
@@ -232,5 +238,5 @@ class TreeMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self):
         self.store.close()
-        self.store = Store.open(self.dir + "/s", dirty_bytes=4 * CHUNK)
+        self.store = Store.open(self.dir + "/s", dirty_bytes=4 * CHUNK, **self.options)
         self.vol = self.store.volume("m")

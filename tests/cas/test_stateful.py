@@ -7,10 +7,11 @@ the observable tree (names, types, sizes, nlink, content, xattrs) must match.
 
 import errno
 import os
+import uuid
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, settings
-from hypothesis.stateful import invariant, rule
+from hypothesis.stateful import invariant, rule, run_state_machine_as_test
 
 from cas import Store
 
@@ -52,6 +53,26 @@ VolumeMachine.TestCase.settings = settings(
     max_examples=int(os.environ.get("CAS_STATEFUL_EXAMPLES", "60")), stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestVolumeStateful = VolumeMachine.TestCase
+
+
+class S3VolumeMachine(VolumeMachine):
+    """The same machine on a store whose chunks are in a SeaweedFS bucket (a fresh prefix per
+    example), with a local chunk cache of a few chunks so reads evict and download."""
+
+    bucket = ""
+    s3 = None
+
+    def store_options(self) -> dict:
+        return {"chunks": f"s3://{self.bucket}/{uuid.uuid4().hex[:12]}", "s3": self.s3,
+                "chunk_cache_bytes": 4 * CHUNK}
+
+
+def test_volume_stateful_on_s3(s3_bucket, s3_settings):
+    """The Volume-vs-model test on an S3-backed store (fewer examples: every chunk is a request)."""
+    S3VolumeMachine.bucket, S3VolumeMachine.s3 = s3_bucket, s3_settings
+    run_state_machine_as_test(S3VolumeMachine, settings=settings(
+        max_examples=int(os.environ.get("CAS_STATEFUL_S3_EXAMPLES", "30")), stateful_step_count=30,
+        deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
 
 
 def test_final_check_after_machine(tmp_path):
