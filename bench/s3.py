@@ -207,15 +207,19 @@ def run(args, base: Path, results: dict) -> None:
 
 
 def count_objects(bucket: str, prefix: str) -> dict[str, int]:
-    """How many objects (and bytes) the S3 store has in its bucket."""
+    """The S3 store's chunk objects (and bytes) in its bucket, and its other objects."""
     import obstore
     from obstore.store import S3Store
 
-    n = size = 0
+    chunks = size = other = 0
     for batch in obstore.list(S3Store(bucket, prefix=prefix)):
-        n += len(batch)
-        size += sum(o["size"] for o in batch)
-    return {"count": n, "bytes": size}
+        for o in batch:
+            if len(o["path"].rsplit("/", 1)[-1]) == 64:     # <2 hex>/<64 hex>
+                chunks += 1
+                size += o["size"]
+            else:                                           # the layout marker
+                other += 1
+    return {"count": chunks, "bytes": size, "other": other}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -126,8 +126,8 @@ def markdown(results: dict) -> str:
         L.append(f"S3 store's local chunk cache after the warm read: "
                  f"{', '.join(f'{c / (1 << 20):.0f} MiB' for c in cache)} per repetition.")
     if obj:
-        L.append(f"Objects in the S3 store's prefix at the end: {obj['count']:,} "
-                 f"({obj['bytes'] / (1 << 20):.0f} MiB); expected one per chunk written: "
-                 f"{results['objects_expected']:,}.")
+        L.append(f"Chunk objects in the S3 store's prefix at the end: {obj['count']:,} "
+                 f"({obj['bytes'] / (1 << 20):.0f} MiB; plus {obj['other']} other, the layout "
+                 f"marker); distinct chunks written: {results['objects_expected']:,}.")
     L.append("")
     return "\n".join(L)
