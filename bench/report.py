@@ -58,7 +58,8 @@ def _stats(vals: list[float]) -> tuple[float, float, float]:
     return min(vals), statistics.median(vals), max(vals)
 
 
-def _fmt(v: float) -> str:
+def fmt(v: float) -> str:
+    """A figure with three or four significant digits."""
     if v >= 1000:
         return f"{v:,.0f}"
     if v >= 100:
@@ -68,11 +69,12 @@ def _fmt(v: float) -> str:
     return f"{v:.2f}"
 
 
-def _cell(vals: list[float] | None) -> str:
+def cell(vals: list[float] | None) -> str:
+    """A table cell: **median** (min–max), or – without figures."""
     if not vals:
         return "–"
     lo, med, hi = _stats(vals)
-    return f"**{_fmt(med)}** ({_fmt(lo)}–{_fmt(hi)})"
+    return f"**{fmt(med)}** ({fmt(lo)}–{fmt(hi)})"
 
 
 def ratio(results: dict, section: str, bench: str, num: str, den: str) -> float | None:
@@ -183,7 +185,7 @@ def markdown(results: dict, chart: str | None = None) -> str:
             r = ratio(results, "host", name, "ninep", "diod")
             pr = paired_ratios(results, "host", name, "ninep", "diod")
             rs = "–" if r is None else f"{r:.2f} [{min(pr):.2f}–{max(pr):.2f}]"
-            L.append(f"| {desc} | {unit} | {_cell(row.get('ninep'))} | {_cell(row.get('diod'))} | {rs} |")
+            L.append(f"| {desc} | {unit} | {cell(row.get('ninep'))} | {cell(row.get('diod'))} | {rs} |")
         L.append("")
 
     if "guest" in results:
@@ -203,7 +205,7 @@ def markdown(results: dict, chart: str | None = None) -> str:
         L.append("|---|---|" + "---|" * len(names) + "---|---|---|")
         for name, (unit, desc) in guest.GUEST_BENCHES.items():
             row = results["guest"].get(name, {})
-            cells = [_cell(row.get(n)) for n in names]
+            cells = [cell(row.get(n)) for n in names]
             rats = []
             for n in ("ninep-64k", "ninep-512k", "virtio"):
                 r = ratio(results, "guest", name, n, "diod")
