@@ -34,7 +34,7 @@ SCHEMA = """
 CREATE TABLE meta (key VARCHAR, value VARCHAR);
 CREATE TABLE datasets (id INTEGER, name VARCHAR, root BIGINT, created_ns BIGINT);
 CREATE TABLE snapshots (id INTEGER, dataset INTEGER, name VARCHAR, gen BIGINT,
-                        created_ns BIGINT);
+                        created_ns BIGINT, guid VARCHAR);
 CREATE TABLE inodes (ino BIGINT, dataset INTEGER, mode INTEGER, uid BIGINT, gid BIGINT,
                      nlink BIGINT, rdev BIGINT, size BIGINT, atime BIGINT, mtime BIGINT,
                      ctime BIGINT, btime BIGINT, dver BIGINT, parent BIGINT,
@@ -125,11 +125,29 @@ class Catalog:
         if "next_snapshot" not in self.meta:  # catalogs made before snapshots existed
             (nxt,) = self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM snapshots").fetchone()
             self.db.execute("INSERT INTO meta VALUES ('next_snapshot', ?)", [str(nxt)])
+        self._add_snapshot_guids()
         (self.floor,) = self.db.execute("SELECT coalesce(max(gen), 0) FROM snapshots").fetchone()
         self.reader = self.db.cursor()
         #: Fault injection for tests: called with each batch inside the commit's
         #: transaction; an exception it raises fails that transaction.
         self.fault: Callable[[Batch], None] | None = None
+
+    def _add_snapshot_guids(self) -> None:
+        """Catalogs made before snapshot send/receive have no ``snapshots.guid``:
+        add the column and give every snapshot a random GUID (docs/format.md)."""
+        cols = {r[0] for r in self.db.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'snapshots'").fetchall()}
+        if "guid" in cols:
+            return
+        self.db.execute("BEGIN")
+        try:
+            self.db.execute("ALTER TABLE snapshots ADD COLUMN guid VARCHAR")
+            self.db.execute("UPDATE snapshots SET guid = CAST(uuid() AS VARCHAR)")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     # -- datasets --------------------------------------------------------
     def datasets(self) -> list[tuple[int, str, int]]:
