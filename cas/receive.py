@@ -92,7 +92,11 @@ class _Stage:
         key = (rows.table, rows.op)
         w = self._writers.get(key)
         if w is None:
-            w = self._writers[key] = pa.ipc.new_file(self._path(key), SCHEMAS[key])
+            path = self._path(key)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            os.fchmod(fd, 0o600)  # owner-only whatever the umask, like every file of the store
+            os.close(fd)
+            w = self._writers[key] = pa.ipc.new_file(pa.OSFile(path, "w"), SCHEMAS[key])
         w.write_batch(rows.batch)
         name = f"{rows.table} {rows.op}"
         self.counts[name] = self.counts.get(name, 0) + rows.batch.num_rows
