@@ -34,7 +34,7 @@ SCHEMA = """
 CREATE TABLE meta (key VARCHAR, value VARCHAR);
 CREATE TABLE datasets (id INTEGER, name VARCHAR, root BIGINT, created_ns BIGINT);
 CREATE TABLE snapshots (id INTEGER, dataset INTEGER, name VARCHAR, gen BIGINT,
-                        created_ns BIGINT, guid VARCHAR);
+                        created_ns BIGINT);
 CREATE TABLE inodes (ino BIGINT, dataset INTEGER, mode INTEGER, uid BIGINT, gid BIGINT,
                      nlink BIGINT, rdev BIGINT, size BIGINT, atime BIGINT, mtime BIGINT,
                      ctime BIGINT, btime BIGINT, dver BIGINT, parent BIGINT,
@@ -44,6 +44,7 @@ CREATE TABLE entries (parent BIGINT, name BLOB, child BIGINT, seq BIGINT, type I
 CREATE TABLE extents (ino BIGINT, idx BIGINT, hash VARCHAR, length INTEGER,
                       born BIGINT, died BIGINT);
 CREATE TABLE xattrs (ino BIGINT, name BLOB, value BLOB, born BIGINT, died BIGINT);
+CREATE TABLE snapshot_guids (snapshot INTEGER, guid VARCHAR);
 """
 
 _I64 = pa.int64()
@@ -125,25 +126,22 @@ class Catalog:
         if "next_snapshot" not in self.meta:  # catalogs made before snapshots existed
             (nxt,) = self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM snapshots").fetchone()
             self.db.execute("INSERT INTO meta VALUES ('next_snapshot', ?)", [str(nxt)])
-        self._add_snapshot_guids()
+        self._give_snapshots_guids()
         (self.floor,) = self.db.execute("SELECT coalesce(max(gen), 0) FROM snapshots").fetchone()
         self.reader = self.db.cursor()
         #: Fault injection for tests: called with each batch inside the commit's
         #: transaction; an exception it raises fails that transaction.
         self.fault: Callable[[Batch], None] | None = None
 
-    def _add_snapshot_guids(self) -> None:
-        """Catalogs made before snapshot send/receive have no ``snapshots.guid``:
-        add the column and give every snapshot a random GUID (docs/format.md)."""
-        cols = {r[0] for r in self.db.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_name = 'snapshots'").fetchall()}
-        if "guid" in cols:
-            return
+    def _give_snapshots_guids(self) -> None:
+        """Every snapshot has a GUID (docs/format.md): catalogs made before snapshot
+        send/receive get the table, and snapshots without one a random GUID."""
         self.db.execute("BEGIN")
         try:
-            self.db.execute("ALTER TABLE snapshots ADD COLUMN guid VARCHAR")
-            self.db.execute("UPDATE snapshots SET guid = CAST(uuid() AS VARCHAR)")
+            self.db.execute("CREATE TABLE IF NOT EXISTS snapshot_guids "
+                            "(snapshot INTEGER, guid VARCHAR)")
+            self.db.execute("INSERT INTO snapshot_guids SELECT id, CAST(uuid() AS VARCHAR) "
+                            "FROM snapshots WHERE id NOT IN (SELECT snapshot FROM snapshot_guids)")
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -189,6 +187,8 @@ class Catalog:
                 db.execute("DELETE FROM inodes WHERE dataset = ?", [ds])
                 db.execute("DELETE FROM datasets WHERE id = ?", [ds])
                 db.execute("DELETE FROM snapshots WHERE dataset = ?", [ds])
+                db.execute("DELETE FROM snapshot_guids WHERE snapshot NOT IN "
+                           "(SELECT id FROM snapshots)")
                 (self.floor,) = db.execute(
                     "SELECT coalesce(max(gen), 0) FROM snapshots").fetchone()
                 db.execute("DROP TABLE dropped")

@@ -157,8 +157,8 @@ def remove_stale_stages(store_path: str) -> int:
 
 
 def _snapshots_of(cat, ds: int) -> list[tuple]:
-    return cat.query("SELECT id, name, gen, guid FROM snapshots WHERE dataset = ? ORDER BY gen",
-                     [ds])
+    return cat.query("SELECT s.id, s.name, s.gen, g.guid FROM snapshots s JOIN snapshot_guids g "
+                     "ON g.snapshot = s.id WHERE s.dataset = ? ORDER BY s.gen", [ds])
 
 
 def check_header(store, dataset: str, h: Header) -> None:

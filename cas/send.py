@@ -60,8 +60,8 @@ class Have:
 
 def snapshot_row(cur, dataset: str, name: str) -> tuple[int, int, int, str, int]:
     """(dataset id, root inode, generation, GUID, created_ns) of ``dataset@name`` (ENOENT)."""
-    rows = cur.execute("SELECT d.id, d.root, s.gen, s.guid, s.created_ns FROM snapshots s "
-                       "JOIN datasets d "
+    rows = cur.execute("SELECT d.id, d.root, s.gen, g.guid, s.created_ns FROM snapshots s "
+                       "JOIN snapshot_guids g ON g.snapshot = s.id JOIN datasets d "
                        "ON d.id = s.dataset WHERE d.name = ? AND s.name = ?",
                        [dataset, name]).fetchall()
     if not rows:
@@ -154,7 +154,8 @@ def write_have(store, dataset: str, out, chunks: bool = True) -> dict:
     with store.catalog.cursor() as cur:
         out.write(f"{HAVE_MAGIC}\ndataset {dataset}\n".encode())
         for guid, name in cur.execute(
-                "SELECT s.guid, s.name FROM snapshots s JOIN datasets d ON d.id = s.dataset "
+                "SELECT g.guid, s.name FROM snapshots s JOIN datasets d ON d.id = s.dataset "
+                "JOIN snapshot_guids g ON g.snapshot = s.id "
                 "WHERE d.name = ? ORDER BY s.id", [dataset]).fetchall():
             out.write(f"snapshot {guid} {name}\n".encode())
             n_snap += 1

@@ -50,8 +50,8 @@ def insert_snapshot(cat: Catalog, db: duckdb.DuckDBPyConnection, ds: int, name: 
     gen = cat.gen
     (sid,) = db.execute(
         "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'next_snapshot'").fetchone()
-    db.execute("INSERT INTO snapshots (id, dataset, name, gen, created_ns, guid) "
-               "VALUES (?, ?, ?, ?, ?, ?)", [sid, ds, name, gen, now, guid])
+    db.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?)", [sid, ds, name, gen, now])
+    db.execute("INSERT INTO snapshot_guids VALUES (?, ?)", [sid, guid])
     db.execute("UPDATE meta SET value = CASE key WHEN 'generation' THEN ? ELSE ? END "
                "WHERE key IN ('generation', 'next_snapshot')", [str(gen + 1), str(sid + 1)])
     return sid, gen
@@ -72,6 +72,7 @@ def delete_snapshot(cat: Catalog, sid: int) -> list[str]:
     """
     with cat.transaction() as db:
         db.execute("DELETE FROM snapshots WHERE id = ?", [sid])
+        db.execute("DELETE FROM snapshot_guids WHERE snapshot = ?", [sid])
         hashes = _prune(db)
         (cat.floor,) = db.execute("SELECT coalesce(max(gen), 0) FROM snapshots").fetchone()
     return hashes

@@ -134,7 +134,8 @@ def test_full_round_trip_carries_everything(pair):
     assert walk(b.volume("copy")) == walk(b.snapshot_volume("copy", "s1"))
     # the GUID travelled with the snapshot
     guid = lambda s, ds: s.catalog.query(
-        "SELECT s.guid FROM snapshots s JOIN datasets d ON d.id = s.dataset WHERE d.name = ?", [ds])
+        "SELECT g.guid FROM snapshots s JOIN datasets d ON d.id = s.dataset "
+        "JOIN snapshot_guids g ON g.snapshot = s.id WHERE d.name = ?", [ds])
     assert guid(a, "main") == guid(b, "copy")
     # sparse holes stayed holes: the same extents, no chunk for a hole
     assert rep.chunks == len({h for (h,) in a.catalog.query("SELECT hash FROM extents")})
@@ -435,7 +436,8 @@ def test_have_lists_snapshots_and_checks_the_base(pair):
     out = io.BytesIO()
     write_have(b, "copy", out)
     have = read_have(out.getvalue().decode().splitlines())
-    guid = a.catalog.query("SELECT guid FROM snapshots WHERE name = 's1'")[0][0]
+    guid = a.catalog.query("SELECT g.guid FROM snapshots s JOIN snapshot_guids g "
+                           "ON g.snapshot = s.id WHERE s.name = 's1'")[0][0]
     assert have.snapshots == {guid: "s1"}
     with pytest.raises(FsError):
         read_have(["not a have list"])
@@ -448,14 +450,17 @@ def test_old_catalog_gets_snapshot_guids(tmp_path):
     s.create_snapshot("main", "a")
     s.create_snapshot("main", "b")
     with s.catalog.transaction() as db:
-        db.execute("ALTER TABLE snapshots DROP COLUMN guid")  # as made before this version
+        db.execute("DROP TABLE snapshot_guids")  # as made before this version
+        db.execute("INSERT INTO snapshots VALUES (99, 1, 'by-old-code', 1, 0)")
     s.close()
     s = Store.open(str(tmp_path / "old"))
     try:
-        guids = [g for (g,) in s.catalog.query("SELECT guid FROM snapshots ORDER BY id")]
-        assert len(set(guids)) == 2 and all(len(g) == 36 for g in guids)
+        guids = dict(s.catalog.query("SELECT snapshot, guid FROM snapshot_guids"))
+        assert sorted(guids) == [1, 2, 99]
+        assert len(set(guids.values())) == 3 and all(len(g) == 36 for g in guids.values())
         s.create_snapshot("main", "c")
-        assert s.catalog.query("SELECT count(DISTINCT guid) FROM snapshots")[0][0] == 3
+        s.delete_snapshot("main", "a")
+        assert s.catalog.query("SELECT count(DISTINCT guid) FROM snapshot_guids")[0][0] == 3
     finally:
         s.close()
 
