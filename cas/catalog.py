@@ -45,6 +45,7 @@ CREATE TABLE extents (ino BIGINT, idx BIGINT, hash VARCHAR, length INTEGER,
                       born BIGINT, died BIGINT);
 CREATE TABLE xattrs (ino BIGINT, name BLOB, value BLOB, born BIGINT, died BIGINT);
 CREATE TABLE snapshot_guids (snapshot INTEGER, guid VARCHAR);
+CREATE TABLE received_inodes (dataset INTEGER, remote BIGINT, local BIGINT);
 """
 
 _I64 = pa.int64()
@@ -135,11 +136,13 @@ class Catalog:
 
     def _give_snapshots_guids(self) -> None:
         """Every snapshot has a GUID (docs/format.md): catalogs made before snapshot
-        send/receive get the table, and snapshots without one a random GUID."""
+        send/receive get the tables, and snapshots without one a random GUID."""
         self.db.execute("BEGIN")
         try:
             self.db.execute("CREATE TABLE IF NOT EXISTS snapshot_guids "
                             "(snapshot INTEGER, guid VARCHAR)")
+            self.db.execute("CREATE TABLE IF NOT EXISTS received_inodes "
+                            "(dataset INTEGER, remote BIGINT, local BIGINT)")
             self.db.execute("INSERT INTO snapshot_guids SELECT id, CAST(uuid() AS VARCHAR) "
                             "FROM snapshots WHERE id NOT IN (SELECT snapshot FROM snapshot_guids)")
             self.db.execute("COMMIT")
@@ -189,6 +192,7 @@ class Catalog:
                 db.execute("DELETE FROM snapshots WHERE dataset = ?", [ds])
                 db.execute("DELETE FROM snapshot_guids WHERE snapshot NOT IN "
                            "(SELECT id FROM snapshots)")
+                db.execute("DELETE FROM received_inodes WHERE dataset = ?", [ds])
                 (self.floor,) = db.execute(
                     "SELECT coalesce(max(gen), 0) FROM snapshots").fetchone()
                 db.execute("DROP TABLE dropped")

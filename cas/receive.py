@@ -327,8 +327,6 @@ def _transaction(store, dataset: str, h: Header, tables: dict[str, pa.Table],
         for name, table in tables.items():
             db.register(name, table)
         try:
-            db.execute("CREATE TABLE IF NOT EXISTS received_inodes "
-                       "(dataset INTEGER, remote BIGINT, local BIGINT)")
             if h.kind == "full":
                 (ds,) = db.execute("SELECT coalesce(max(id), 0) + 1 FROM datasets").fetchall()[0]
                 db.execute("DELETE FROM received_inodes WHERE dataset = ?", [ds])

@@ -471,3 +471,15 @@ def test_stale_staging_directory_is_removed(pair):
     os.mkdir(os.path.join(b.path, STAGE_PREFIX + "crashed"), 0o700)
     receive(b, "copy", send(a, "main@s1"))
     assert not [n for n in os.listdir(b.path) if n.startswith(STAGE_PREFIX)]
+
+
+def test_deleting_a_received_dataset_forgets_its_inode_map(pair):
+    a, b = pair
+    mkfile(a.volume("main"), a.volume("main").root, b"f", b"1")
+    a.create_snapshot("main", "s1")
+    receive(b, "copy", send(a, "main@s1"))
+    ds = b.dataset_row("copy")[0]
+    assert b.catalog.query("SELECT count(*) FROM received_inodes WHERE dataset = ?", [ds])[0][0] == 2
+    b.delete_dataset("copy")
+    assert b.catalog.query("SELECT count(*) FROM received_inodes")[0][0] == 0
+    assert b.catalog.query("SELECT count(*) FROM snapshot_guids")[0][0] == 0
