@@ -279,7 +279,10 @@ def receive_snapshot(store, dataset: str, src: BinaryIO, *, force: bool = False,
         for h in pinned:
             chunks.unpin(h)
         if not ok and pinned:
-            store.commits.gc_hashes(pinned)  # what the failed stream added and nothing uses
+            # what the failed stream added and nothing uses; under the commit lock, so a
+            # commit cannot reference one of them between the check and the unlink
+            with store.commits.commit_lock:
+                store.commits.gc_hashes(pinned)
     report.seconds = time.monotonic() - t0
     return report
 
