@@ -98,6 +98,10 @@ def _send(args) -> int:
         try:
             r = be.send_snapshot(dataset, snap, args.output, since=since, have=args.have, progress=progress,
                                  stream=out)
+        except BrokenPipeError:
+            # the reading side stopped (a receiver that refused the stream says why itself)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise CommandError(f"cannot send {args.spec}: the reading end of the pipe closed") from None
         except FsError as exc:
             raise _fail(f"cannot send {args.spec}", exc) from None
     sys.stderr.write(f"sent {r['kind']} stream of {dataset}@{snap}"
