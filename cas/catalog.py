@@ -44,6 +44,8 @@ CREATE TABLE entries (parent BIGINT, name BLOB, child BIGINT, seq BIGINT, type I
 CREATE TABLE extents (ino BIGINT, idx BIGINT, hash VARCHAR, length INTEGER,
                       born BIGINT, died BIGINT);
 CREATE TABLE xattrs (ino BIGINT, name BLOB, value BLOB, born BIGINT, died BIGINT);
+CREATE TABLE snapshot_guids (snapshot INTEGER, guid VARCHAR);
+CREATE TABLE received_inodes (dataset INTEGER, remote BIGINT, local BIGINT);
 """
 
 _I64 = pa.int64()
@@ -128,11 +130,28 @@ class Catalog:
         if "next_snapshot" not in self.meta:  # catalogs made before snapshots existed
             (nxt,) = self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM snapshots").fetchone()
             self.db.execute("INSERT INTO meta VALUES ('next_snapshot', ?)", [str(nxt)])
+        self._give_snapshots_guids()
         (self.floor,) = self.db.execute("SELECT coalesce(max(gen), 0) FROM snapshots").fetchone()
         self.reader = self.db.cursor()
         #: Fault injection for tests: called with each batch inside the commit's
         #: transaction; an exception it raises fails that transaction.
         self.fault: Callable[[Batch], None] | None = None
+
+    def _give_snapshots_guids(self) -> None:
+        """Every snapshot has a GUID (docs/format.md): catalogs made before snapshot
+        send/receive get the tables, and snapshots without one a random GUID."""
+        self.db.execute("BEGIN")
+        try:
+            self.db.execute("CREATE TABLE IF NOT EXISTS snapshot_guids "
+                            "(snapshot INTEGER, guid VARCHAR)")
+            self.db.execute("CREATE TABLE IF NOT EXISTS received_inodes "
+                            "(dataset INTEGER, remote BIGINT, local BIGINT)")
+            self.db.execute("INSERT INTO snapshot_guids SELECT id, CAST(uuid() AS VARCHAR) "
+                            "FROM snapshots WHERE id NOT IN (SELECT snapshot FROM snapshot_guids)")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     # -- datasets --------------------------------------------------------
     def datasets(self) -> list[tuple[int, str, int]]:
@@ -174,6 +193,9 @@ class Catalog:
                 db.execute("DELETE FROM inodes WHERE dataset = ?", [ds])
                 db.execute("DELETE FROM datasets WHERE id = ?", [ds])
                 db.execute("DELETE FROM snapshots WHERE dataset = ?", [ds])
+                db.execute("DELETE FROM snapshot_guids WHERE snapshot NOT IN "
+                           "(SELECT id FROM snapshots)")
+                db.execute("DELETE FROM received_inodes WHERE dataset = ?", [ds])
                 (self.floor,) = db.execute(
                     "SELECT coalesce(max(gen), 0) FROM snapshots").fetchone()
                 db.execute("DROP TABLE dropped")

@@ -14,6 +14,8 @@ lock, so no group commit runs concurrently.
 
 from __future__ import annotations
 
+import uuid
+
 import duckdb
 
 from .catalog import INODE_COLS, Catalog, visible
@@ -31,17 +33,34 @@ def add_snapshot(cat: Catalog, ds: int, name: str, now: int) -> tuple[int, int]:
     """Record a snapshot of dataset ``ds`` at the current generation and start the next one.
 
     Three statements whatever the tree size; returns (snapshot id, generation).
+    The snapshot gets a new random GUID (its identity across stores).
+    """
+    with cat.transaction() as db:
+        sid, gen = insert_snapshot(cat, db, ds, name, now, str(uuid.uuid4()))
+    finish_snapshot(cat, gen)
+    return sid, gen
+
+
+def insert_snapshot(cat: Catalog, db: duckdb.DuckDBPyConnection, ds: int, name: str, now: int,
+                    guid: str) -> tuple[int, int]:
+    """Inside a transaction: the statements of :func:`add_snapshot` with a given GUID.
+
+    Call :func:`finish_snapshot` once the transaction has committed.
     """
     gen = cat.gen
-    with cat.transaction() as db:
-        (sid,) = db.execute(
-            "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'next_snapshot'").fetchone()
-        db.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?)", [sid, ds, name, gen, now])
-        db.execute("UPDATE meta SET value = CASE key WHEN 'generation' THEN ? ELSE ? END "
-                   "WHERE key IN ('generation', 'next_snapshot')", [str(gen + 1), str(sid + 1)])
+    (sid,) = db.execute(
+        "SELECT CAST(value AS BIGINT) FROM meta WHERE key = 'next_snapshot'").fetchone()
+    db.execute("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?)", [sid, ds, name, gen, now])
+    db.execute("INSERT INTO snapshot_guids VALUES (?, ?)", [sid, guid])
+    db.execute("UPDATE meta SET value = CASE key WHEN 'generation' THEN ? ELSE ? END "
+               "WHERE key IN ('generation', 'next_snapshot')", [str(gen + 1), str(sid + 1)])
+    return sid, gen
+
+
+def finish_snapshot(cat: Catalog, gen: int) -> None:
+    """Start generation ``gen + 1`` in memory after a snapshot at ``gen`` committed."""
     cat.gen = gen + 1
     cat.floor = gen
-    return sid, gen
 
 
 def delete_snapshot(cat: Catalog, sid: int) -> list[str]:
@@ -53,6 +72,7 @@ def delete_snapshot(cat: Catalog, sid: int) -> list[str]:
     """
     with cat.transaction() as db:
         db.execute("DELETE FROM snapshots WHERE id = ?", [sid])
+        db.execute("DELETE FROM snapshot_guids WHERE snapshot = ?", [sid])
         hashes = _prune(db)
         (cat.floor,) = db.execute("SELECT coalesce(max(gen), 0) FROM snapshots").fetchone()
     return hashes

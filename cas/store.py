@@ -329,6 +329,10 @@ class Store:
         """What changed from ``dataset@a`` to ``dataset@b`` (None: the live tree)."""
         return self._snapshots.diff(dataset, a, b)
 
+    def snapshot_received(self, sid: int) -> None:
+        """Make snapshot ``sid``, which cas/receive.py added to the catalog, browsable."""
+        self._snapshots.alive.add(sid)
+
     # --------------------------------------------------------------- commit
     def commit(self) -> None:
         """Group-commit every volume now; blocks until durable.

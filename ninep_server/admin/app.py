@@ -47,7 +47,7 @@ class _TokenMiddleware:
 
 _JOB_FIELDS = {
     "kind": str, "dry_run": bool, "repair": bool, "source": str, "dataset": str, "path": str, "dest": str, "snapshot": str,
-    "preserve_owner": bool,
+    "preserve_owner": bool, "since": str, "file": str, "have": str, "force": bool, "chunks": bool,
 }  # fmt: skip
 
 
@@ -214,7 +214,36 @@ def create_app(ctx: AdminContext, *, token: str | None = None) -> Starlette:
             return params, lambda ops, progress: ops.export_tree(
                 dataset, dest, snapshot, path, progress=progress, preserve_owner=preserve, roots=roots
             )
-        raise bad_request(f"unknown job kind {kind!r}: use gc, scrub, fsck, import or export")
+        if kind in ("send", "receive", "have"):
+            return _replication_job(kind, body)
+        raise bad_request(f"unknown job kind {kind!r}: use gc, scrub, fsck, import, export, send, receive or have")
+
+    def _replication_job(kind: str, body: dict):
+        """send, receive and have: a stream or have list in ``file`` on the server's host
+        (a regular file, or a FIFO whose other end the client holds: see commands/replicate.py)."""
+        dataset = _str_field(body, "dataset")
+        file = allowed_path(_str_field(body, "file"), "file")
+        if kind == "send":
+            snapshot = _str_field(body, "snapshot")
+            since = body.get("since") or None
+            have = body.get("have") or None
+            if have is not None:
+                have = allowed_path(have, "have")
+                if not os.path.isfile(have):
+                    raise bad_request(f"have list {have!r} is not a file on the server's host")
+            params = {"dataset": dataset, "snapshot": snapshot, "since": since, "file": file, "have": have}
+            return params, lambda ops, progress: ops.send_snapshot(
+                dataset, snapshot, file, since=since, have=have, progress=progress
+            )
+        if kind == "receive":
+            if not os.path.exists(file):
+                raise bad_request(f"stream {file!r} does not exist on the server's host")
+            force = bool(body.get("force", False))
+            params = {"dataset": dataset, "file": file, "force": force}
+            return params, lambda ops, progress: ops.receive_snapshot(dataset, file, force=force, progress=progress)
+        chunks = bool(body.get("chunks", True))
+        params = {"dataset": dataset, "file": file, "chunks": chunks}
+        return params, lambda ops, progress: ops.have(dataset, file, chunks=chunks)
 
     async def jobs(request: Request):
         if request.method == "POST":
@@ -227,7 +256,9 @@ def create_app(ctx: AdminContext, *, token: str | None = None) -> Starlette:
                     raise bad_request(f"field {key!r} must be a {want.__name__}")
             kind = _str_field(body, "kind")
             allowed = {"gc": {"dry_run"}, "scrub": set(), "fsck": {"repair"}, "import": {"source", "dataset", "path"},
-                       "export": {"dataset", "dest", "snapshot", "path", "preserve_owner"}}.get(kind)  # fmt: skip
+                       "export": {"dataset", "dest", "snapshot", "path", "preserve_owner"},
+                       "send": {"dataset", "snapshot", "since", "file", "have"},
+                       "receive": {"dataset", "file", "force"}, "have": {"dataset", "file", "chunks"}}.get(kind)  # fmt: skip
             if allowed is not None and set(body) - allowed - {"kind"}:
                 raise bad_request(f"fields {sorted(set(body) - allowed - {'kind'})} do not apply to a {kind} job")
             params, work = _job_body(kind, body)

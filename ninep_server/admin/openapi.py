@@ -122,7 +122,7 @@ OPENAPI: dict = {
                 "required": ["id", "kind", "state", "params", "started", "done"],
                 "properties": {
                     "id": {"type": "string"},
-                    "kind": {"type": "string", "enum": ["gc", "scrub", "fsck", "import", "export"]},
+                    "kind": {"type": "string", "enum": ["gc", "scrub", "fsck", "import", "export", "send", "receive", "have"]},
                     "state": {"type": "string", "enum": ["running", "succeeded", "failed"]},
                     "params": {"type": "object"},
                     "started": {"type": "number"},
@@ -182,6 +182,46 @@ OPENAPI: dict = {
                                 "description": "restore owners, and with them setuid/setgid bits (the server must "
                                 "run as root); default false: files belong to the server's user, no setuid/setgid",
                             },
+                        },
+                        "additionalProperties": False,
+                    },
+                    {
+                        "type": "object",
+                        "required": ["kind", "dataset", "snapshot", "file"],
+                        "properties": {
+                            "kind": {"type": "string", "enum": ["send"]},
+                            "dataset": _NAME,
+                            "snapshot": _NAME,
+                            "since": {**_NAME, "description": "an older snapshot: send an incremental stream"},
+                            "file": {**_PATH, "description": "where the stream goes on the server's host: a file, or "
+                                     "a FIFO the client reads"},
+                            "have": {**_PATH, "description": "a have list on the server's host (ninep snapshot have): "
+                                     "chunks listed there are not sent"},
+                        },
+                        "additionalProperties": False,
+                    },
+                    {
+                        "type": "object",
+                        "required": ["kind", "dataset", "file"],
+                        "properties": {
+                            "kind": {"type": "string", "enum": ["receive"]},
+                            "dataset": _NAME,
+                            "file": {**_PATH, "description": "the stream on the server's host: a file, or a FIFO the "
+                                     "client writes"},
+                            "force": {"type": "boolean", "description": "roll the dataset back to its latest "
+                                      "snapshot first if it changed since"},
+                        },
+                        "additionalProperties": False,
+                    },
+                    {
+                        "type": "object",
+                        "required": ["kind", "dataset", "file"],
+                        "properties": {
+                            "kind": {"type": "string", "enum": ["have"]},
+                            "dataset": _NAME,
+                            "file": {**_PATH, "description": "where the have list goes on the server's host"},
+                            "chunks": {"type": "boolean", "description": "list the chunks this store holds "
+                                       "(default true)"},
                         },
                         "additionalProperties": False,
                     },
@@ -289,7 +329,7 @@ OPENAPI: dict = {
         "/v1/jobs": {
             "get": {"summary": "Recent and running jobs", "responses": {"200": _ok(_array("Job")), **_COMMON_ERRORS}},
             "post": {
-                "summary": "Start a gc, scrub, fsck, import or export job",
+                "summary": "Start a gc, scrub, fsck, import, export, send, receive or have job",
                 "requestBody": _body(_ref("JobRequest")),
                 "responses": {
                     "202": _ok(_ref("Job"), "Started"),

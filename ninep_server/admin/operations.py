@@ -8,10 +8,14 @@ way.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import errno
+import os
 import re
+import select
+import stat
 
 from cas import FsError, Store
 from cas.fsck import fsck
@@ -20,6 +24,8 @@ from cas.gc import collect
 from cas.scrub import scrub
 from cas.stats import collect_stats
 from cas.names import check_label
+from cas.receive import receive_snapshot
+from cas.send import read_have, send_snapshot, write_have
 from cas.transfer import export_size, export_tree, import_tree, scan_size
 
 from ..scheduler import parse_schedules
@@ -223,3 +229,89 @@ class Operations:
                 preserve_owner=preserve_owner, roots=roots,
             )
         )
+
+    # -- replication -------------------------------------------------------------------
+
+    def send_snapshot(
+        self,
+        dataset: str,
+        snapshot: str,
+        file: str | None = None,
+        since: str | None = None,
+        have: str | None = None,
+        progress=None,
+        stream=None,
+    ) -> dict:
+        """Write ``dataset@snapshot`` as a send stream to ``file`` (a path, or a FIFO a
+        reader holds open) or to the binary ``stream``; incremental from ``since``;
+        chunks listed in the have file ``have`` are left out."""
+        have_list = None
+        if have is not None:
+            with open(have, encoding="ascii", errors="replace") as f:
+                have_list = read_have(f)
+        with _stream_file(file, "w") if file is not None else _given(stream) as out:
+            return jsonable(send_snapshot(self.store, dataset, snapshot, out, since=since, have=have_list,
+                                          progress=progress))
+
+    def receive_snapshot(self, dataset: str, file: str | None = None, force: bool = False, progress=None,
+                         stream=None) -> dict:
+        """Apply the send stream in ``file`` (a path or a FIFO) or ``stream`` as a snapshot of ``dataset``."""
+        total = None
+        if file is not None and stat.S_ISREG(os.stat(file).st_mode):
+            total = os.stat(file).st_size
+        with _stream_file(file, "r") if file is not None else _given(stream) as src:
+            return jsonable(receive_snapshot(self.store, dataset, src, force=force, progress=progress, total=total))
+
+    def have(self, dataset: str, file: str | None = None, chunks: bool = True, progress=None, stream=None) -> dict:
+        """Write the have list of ``dataset`` (its snapshot GUIDs, and the chunks this store holds)."""
+        with _stream_file(file, "w") if file is not None else _given(stream) as out:
+            return write_have(self.store, dataset, out, chunks=chunks)
+
+
+#: how long a send or receive job waits for the other end of a FIFO to appear
+FIFO_WAIT = 60.0
+
+
+@contextlib.contextmanager
+def _given(stream):
+    yield stream
+
+
+@contextlib.contextmanager
+def _stream_file(path: str, mode: str):
+    """``path`` opened for a stream: a regular file (created 0600 for writing), or a FIFO
+    whose other end a client holds or opens within FIFO_WAIT seconds (never blocking forever)."""
+    try:
+        st = os.stat(path)
+        fifo = stat.S_ISFIFO(st.st_mode)
+    except FileNotFoundError:
+        fifo = False
+    if mode == "w":
+        if fifo:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:
+                    raise FsError(errno.EPIPE, f"no reader on the FIFO {path}") from None
+                raise
+            os.set_blocking(fd, True)
+        else:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        f = os.fdopen(fd, "wb", buffering=1 << 20)
+    else:
+        if fifo:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                poller = select.poll()
+                poller.register(fd, select.POLLIN)
+                if not poller.poll(FIFO_WAIT * 1000):
+                    raise FsError(errno.ETIMEDOUT, f"no writer on the FIFO {path}")
+                os.set_blocking(fd, True)
+            except BaseException:
+                os.close(fd)
+                raise
+        else:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        f = os.fdopen(fd, "rb", buffering=0)
+    with f:
+        yield f

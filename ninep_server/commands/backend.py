@@ -18,6 +18,7 @@ from typing import Iterator
 from urllib.parse import quote
 
 from ..address import parse_address
+from . import fifo
 from .common import CommandError, load_config_option, open_store
 
 
@@ -64,6 +65,14 @@ class RemoteBackend:
                 err = {"code": "http_error", "message": response.text}
             raise RemoteError(response.status_code, err["code"], err["message"])
         return response.json()
+
+    def start_job(self, kind: str, params: dict) -> dict:
+        """Start a job; returns its record."""
+        return self._call("POST", "/v1/jobs", json={"kind": kind, **params})
+
+    def job_state(self, job_id: str) -> dict:
+        """A job's record now."""
+        return self._call("GET", f"/v1/jobs/{quote(job_id)}")
 
     def _job(self, kind: str, params: dict, progress=None) -> dict:
         job = self._call("POST", "/v1/jobs", json={"kind": kind, **params})
@@ -148,6 +157,30 @@ class RemoteBackend:
         }
         # the API takes no nulls: leave out what is not given
         return self._job("export", {k: v for k, v in params.items() if v is not None}, progress)
+
+    # -- replication: the stream passes through a FIFO the server opens (fifo.py) --------
+
+    def send_snapshot(self, dataset: str, snapshot: str, file: str | None = None, since: str | None = None,
+                      have: str | None = None, progress=None, stream=None) -> dict:
+        params = {"dataset": dataset, "snapshot": snapshot, "since": since,
+                  "have": os.path.abspath(have) if have else None}
+        params = {k: v for k, v in params.items() if v is not None}
+        if file is not None:
+            return self._job("send", {**params, "file": os.path.abspath(file)}, progress)
+        return fifo.job_to_stream(self, "send", params, stream, progress)
+
+    def receive_snapshot(self, dataset: str, file: str | None = None, force: bool = False, progress=None,
+                         stream=None) -> dict:
+        params = {"dataset": dataset, "force": force}
+        if file is not None:
+            return self._job("receive", {**params, "file": os.path.abspath(file)}, progress)
+        return fifo.stream_to_job(self, "receive", params, stream, progress)
+
+    def have(self, dataset: str, file: str | None = None, chunks: bool = True, progress=None, stream=None) -> dict:
+        params = {"dataset": dataset, "chunks": chunks}
+        if file is not None:
+            return self._job("have", {**params, "file": os.path.abspath(file)}, progress)
+        return fifo.job_to_stream(self, "have", params, stream, progress)
 
 
 class LocalBackend:

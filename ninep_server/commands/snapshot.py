@@ -8,6 +8,7 @@ import sys
 
 from cas import FsError
 
+from . import replicate
 from .backend import backend
 from .common import CommandError, add_store_option, describe, print_json, split_snapshot
 
@@ -24,6 +25,7 @@ examples:
   ninep snapshot rollback main@before-upgrade      # live tree := snapshot
   ninep snapshot clone main@before-upgrade test    # new writable dataset "test"
   ninep snapshot delete main@before-upgrade
+  ninep snapshot send main@monday | ninep snapshot receive --store /backup main
 """
 
 
@@ -68,6 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("b", nargs="?", metavar="DATASET@B", help="default: the live tree")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_diff)
+
+    replicate.add_actions(cmds)
 
     for action in cmds.choices.values():
         add_store_option(action)

@@ -206,3 +206,64 @@ async def test_snapshots_through_the_api_and_clone_protection(live, api):
         assert await c.read_file(b"f") == b"one" and not await c.exists(b"g")
     assert (await api.delete("/v1/datasets/copy")).status_code == 200
     assert (await api.delete("/v1/datasets/main/snapshots/s1")).status_code == 200
+
+
+async def test_jobs_send_receive_have(live, api, tmp_path):
+    """send, receive and have as admin jobs, into another dataset of the same served store."""
+    async with live.connect() as c:
+        await c.write_file(b"kept", b"k" * 300_000)
+        await c.write_file(b"changed", b"before")
+    assert (await api.post("/v1/datasets/main/snapshots", json={"name": "s1"})).status_code == 201
+    full = tmp_path / "s1.stream"
+    job = await _wait_job(api, (await api.post("/v1/jobs", json={
+        "kind": "send", "dataset": "main", "snapshot": "s1", "file": str(full)})).json())
+    assert job["state"] == "succeeded", job
+    assert job["result"]["kind"] == "full" and job["result"]["stream_bytes"] == full.stat().st_size
+    job = await _wait_job(api, (await api.post("/v1/jobs", json={
+        "kind": "receive", "dataset": "copy", "file": str(full)})).json())
+    assert job["state"] == "succeeded", job
+    assert job["done"] == job["total"] == full.stat().st_size
+    # every chunk was here already (the same store): the stream's chunks were deduplicated
+    async with live.connect(aname=b"copy") as c:
+        assert await c.read_file(b"kept") == b"k" * 300_000
+        assert await c.read_file(b"changed") == b"before"
+        async with live.connect() as m:
+            await m.write_file(b"changed", b"after")
+            await m.write_file(b"added", b"new file")
+        await api.post("/v1/datasets/main/snapshots", json={"name": "s2"})
+        have = tmp_path / "have.txt"
+        job = await _wait_job(api, (await api.post("/v1/jobs", json={
+            "kind": "have", "dataset": "copy", "file": str(have)})).json())
+        assert job["state"] == "succeeded", job
+        assert have.read_text().splitlines()[2].endswith(" s1")
+        inc = tmp_path / "inc.stream"
+        job = await _wait_job(api, (await api.post("/v1/jobs", json={
+            "kind": "send", "dataset": "main", "snapshot": "s2", "since": "s1", "have": str(have),
+            "file": str(inc)})).json())
+        assert job["state"] == "succeeded", job
+        # the two new chunks are in this store already (main uses them): the have list names them
+        r = job["result"]
+        assert r["kind"] == "incremental" and r["chunks"] == 0 and r["chunks_skipped"] == 2, job
+        job = await _wait_job(api, (await api.post("/v1/jobs", json={
+            "kind": "receive", "dataset": "copy", "file": str(inc)})).json())
+        assert job["state"] == "succeeded", job
+        # the attached live tree of "copy" shows the received snapshot at once
+        assert await c.read_file(b"changed") == b"after"
+        assert await c.read_file(b"added") == b"new file"
+    diff = (await api.get("/v1/datasets/copy/diff", params={"from": "s1", "to": "s2"})).json()
+    assert diff == (await api.get("/v1/datasets/main/diff", params={"from": "s1", "to": "s2"})).json() != []
+    # a cut stream fails the job with the reason, and changes nothing
+    cut = tmp_path / "cut.stream"
+    cut.write_bytes(full.read_bytes()[:-10])
+    job = await _wait_job(api, (await api.post("/v1/jobs", json={
+        "kind": "receive", "dataset": "copy2", "file": str(cut)})).json())
+    assert job["state"] == "failed" and "truncated" in job["error"], job
+    assert "copy2" not in [d["name"] for d in (await api.get("/v1/datasets")).json()]
+    assert_error(await api.post("/v1/jobs", json={"kind": "send", "dataset": "main", "file": str(inc)}),
+                 400, "invalid_argument")
+    assert_error(await api.post("/v1/jobs", json={"kind": "receive", "dataset": "x", "file": "/no/such/stream"}),
+                 400, "invalid_argument")
+    assert_error(await api.post("/v1/jobs", json={"kind": "receive", "dataset": "x", "file": "relative"}),
+                 400, "invalid_argument")
+    assert_error(await api.post("/v1/jobs", json={"kind": "have", "dataset": "x", "file": str(have),
+                                                  "force": True}), 400, "invalid_argument")
