@@ -29,6 +29,7 @@ from hostserver import ServerStartError, free_port
 ACCESS_KEY = "ninep-test-key"
 SECRET_KEY = "ninep-test-secret"
 REGION = "us-east-1"
+_PROBE_BUCKET = "ninep-ready-probe"  # readiness probes only; tests use their own buckets
 # weed mini's components, each with an http port and most with a gRPC port
 _PORT_FLAGS = (
     "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
@@ -102,19 +103,41 @@ class SeaweedFS:
                         f"weed mini did not answer S3 on {self.endpoint}; see {self.log_path}")
 
     def _wait_ready(self, timeout: float) -> None:
-        """Wait until the S3 gateway answers HTTP (any status: 403 means it is up)."""
+        """Wait until an object can be written and read back.
+
+        The gateway answers HTTP about two seconds before its volume server
+        serves data (until then reads fail with 500 "volume not found"), so
+        an answer alone is not readiness: a probe object must round-trip.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise ServerStartError(f"weed exited with {self.proc.returncode}")
             try:
                 urllib.request.urlopen(self.endpoint + "/", timeout=1).close()
-                return
+                break
             except urllib.error.HTTPError:
-                return
+                break
             except OSError:
                 time.sleep(0.1)
-        raise ServerStartError(f"S3 did not answer on {self.endpoint} in {timeout}s")
+        import obstore
+        from obstore.store import S3Store
+
+        probe = S3Store(_PROBE_BUCKET, endpoint=self.endpoint, region=REGION,
+                        access_key_id=ACCESS_KEY, secret_access_key=SECRET_KEY,
+                        client_options={"allow_http": True, "timeout": "5s"},
+                        retry_config={"max_retries": 0})
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise ServerStartError(f"weed exited with {self.proc.returncode}")
+            try:
+                obstore.put(probe, "probe", b"ready")
+                if bytes(obstore.get(probe, "probe").bytes()) == b"ready":
+                    return
+            except Exception:  # any failure means "not yet"; the deadline bounds it
+                pass
+            time.sleep(0.2)
+        raise ServerStartError(f"S3 on {self.endpoint} did not store and return an object in {timeout}s")
 
     def stop(self, timeout: float = 15) -> None:
         """Stop the server (SIGTERM, then SIGKILL); its data stays in ``data_dir``."""
