@@ -95,19 +95,22 @@ def row_queries(ds: int, gb: int, ga: int | None) -> list[tuple[str, str, str]]:
     for table, (cols, keys, _) in _TABLES.items():
         b = _in_view(table, gb, "_vb")
         sel = ",".join("t." + c for c in cols)
+        # DuckDB's parallel scans return rows in any order: sort, so the same
+        # snapshot always gives the same stream
+        order = " ORDER BY " + ",".join("t." + k for k in keys)
         if ga is None:
-            out.append((table, "add", f"SELECT {sel} FROM {table} t WHERE {b}"))
+            out.append((table, "add", f"SELECT {sel} FROM {table} t WHERE {b}{order}"))
             continue
         a = _in_view(table, ga, "_va")
         out.append((table, "del", f"SELECT {','.join('t.' + k for k in keys)} FROM {table} t "
-                                  f"WHERE {a} AND NOT {b}"))
-        out.append((table, "add", f"SELECT {sel} FROM {table} t WHERE {b} AND NOT {a}"))
+                                  f"WHERE {a} AND NOT {b}{order}"))
+        out.append((table, "add", f"SELECT {sel} FROM {table} t WHERE {b} AND NOT {a}{order}"))
     return out
 
 
 def _chunk_query(gb: int, ga: int | None, have: bool) -> str:
     """Distinct (hash, length) the stream carries."""
-    sql = (f"SELECT t.hash, max(t.length) AS length FROM extents t "
+    sql = (f"SELECT t.hash, max(t.length) AS length, min(t.ino) AS first_ino FROM extents t "
            f"WHERE {_in_view('extents', gb, '_vb')}")
     if ga is not None:
         sql += f" AND NOT {_in_view('extents', ga, '_va')}"
@@ -117,7 +120,8 @@ def _chunk_query(gb: int, ga: int | None, have: bool) -> str:
                f"WHERE {_in_view('extents', ga, '_va')})")
     if have:
         sql = f"SELECT c.* FROM ({sql}) c ANTI JOIN _have h ON h.hash = c.hash"
-    return sql
+    # a fixed order (file by file, so reads stay near each other) for a deterministic stream
+    return f"SELECT c.hash, c.length FROM ({sql}) c ORDER BY c.first_ino, c.hash"
 
 
 def read_have(lines: Iterable[str]) -> Have:
