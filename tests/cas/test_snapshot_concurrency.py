@@ -100,7 +100,7 @@ def test_commits_racing_writers_record_untorn_files(tmp_path):
         checked = 0
         with Writers(vol) as w:
             deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline or checked < 5:
                 time.sleep(0.01)
                 with store.commits.commit_lock:  # no other commit between this one and the check
                     store.commits.commit_locked()
@@ -130,8 +130,9 @@ def test_snapshots_racing_writers_and_commits_are_untorn_prefixes(tmp_path):
         with Writers(vol) as w:
             c.start()
             try:
+                # at least 5 s and at least 5 snapshots (one takes ~1 s here, more under load)
                 deadline = time.monotonic() + 5
-                while time.monotonic() < deadline:
+                while time.monotonic() < deadline or len(taken) < 5:
                     time.sleep(0.02)
                     name = f"s{len(taken)}"
                     before = dict(w.done)
