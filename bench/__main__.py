@@ -184,13 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as e:
         print(f"\nBENCHMARK FAILED: {e}", file=sys.stderr)
         return 2
-    (out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
     md = report.markdown(results, chart=None if args.no_chart else f"{stem}.png")
     if not args.no_chart:
         report.chart(results, out / f"{stem}.png")
-    (out / f"{stem}.md").write_text(md)
+    path = report.save(out, stem, results, md)
     print(md)
-    log(f"results: {out / (stem + '.md')} ({results['seconds']:.0f}s)")
+    log(f"results: {path} ({results['seconds']:.0f}s)")
     return 0
 
 

@@ -26,6 +26,7 @@ import trio
 from ninep_server import protocol as p
 from ninep_server.client import connect
 
+from .ninepload import read_window
 from .servers import BenchError, Server
 
 MiB = 1 << 20
@@ -192,22 +193,8 @@ async def _read(server: Server, msize: int, outstanding: int, total: int) -> flo
         if c.msize != msize:
             raise BenchError(f"{server.kind} negotiated msize {c.msize}, not {msize}")
         f = await c.open(BIG.encode(), p.OpenFlags.RDONLY)
-        chunk = msize - p.IOHDRSZ
-        got = 0
         t0 = time.perf_counter()
-        off = 0
-        window: list = []
-        # a sliding window of `outstanding` reads
-        while off < total or window:
-            while off < total and len(window) < outstanding:
-                n = min(chunk, total - off)
-                window.append((await c.start(p.Tread(fid=f.fid, offset=off, count=n)), n))
-                off += n
-            pend, n = window.pop(0)
-            r = await pend.result()
-            if len(r.data) != n:
-                raise BenchError(f"{server.kind}: short read {len(r.data)} of {n}")
-            got += n
+        got = await read_window(c, f.fid, total, msize - p.IOHDRSZ, outstanding, server.kind)
         dt = time.perf_counter() - t0
         await c.clunk(f.fid)
         return got / dt / 1e6

@@ -86,24 +86,36 @@ def seq_write(server: Server, name: str, total: int, content: Content) -> float:
     return total / trio.run(_seq_write, server, name.encode(), total, content) / 1e6
 
 
+async def read_window(c, fid: int, total: int, chunk: int, outstanding: int, kind: str,
+                      sink=None) -> int:
+    """Read ``total`` bytes of open ``fid`` from offset 0 with a sliding window of
+    ``outstanding`` Treads of ``chunk`` bytes; pass each reply's data to ``sink``.
+
+    Returns the bytes read; a short read raises BenchError naming ``kind``.
+    """
+    window: list = []
+    off = got = 0
+    while off < total or window:
+        while off < total and len(window) < outstanding:
+            n = min(chunk, total - off)
+            window.append((await c.start(p.Tread(fid=fid, offset=off, count=n)), n))
+            off += n
+        pend, n = window.pop(0)
+        r = await pend.result()
+        if len(r.data) != n:
+            raise BenchError(f"{kind}: short read {len(r.data)} of {n}")
+        if sink is not None:
+            sink(r.data)
+        got += n
+    return got
+
+
 async def _seq_read(server: Server, name: bytes, total: int, chunk: int) -> tuple[float, bytes]:
     async with _connect(server) as c:
         h = blake3.blake3()
         t0 = time.perf_counter()
         f = await c.open(name, p.OpenFlags.RDONLY)
-        window: list = []
-        off = got = 0
-        while off < total or window:
-            while off < total and len(window) < OUTSTANDING:
-                n = min(chunk, total - off)
-                window.append((await c.start(p.Tread(fid=f.fid, offset=off, count=n)), n))
-                off += n
-            pend, n = window.pop(0)
-            r = await pend.result()
-            if len(r.data) != n:
-                raise BenchError(f"{server.kind}: short read {len(r.data)} of {n}")
-            h.update(r.data)
-            got += n
+        await read_window(c, f.fid, total, chunk, OUTSTANDING, server.kind, h.update)
         dt = time.perf_counter() - t0
         await c.clunk(f.fid)
         return dt, h.digest()

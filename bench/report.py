@@ -1,6 +1,7 @@
 """Markdown report, completeness check and PNG chart of a bench run."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -131,6 +132,14 @@ def _status(val: float | None, op: str, thr: float) -> str:
         return "not run"
     ok = val >= thr if op == ">=" else val < thr
     return "met" if ok else "**missed**"
+
+
+def save(out: Path, stem: str, results: dict, md: str) -> Path:
+    """Write ``stem.json`` (every raw figure) and ``stem.md`` under ``out``; return the .md path."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out / f"{stem}.md").write_text(md)
+    return out / f"{stem}.md"
 
 
 def markdown(results: dict, chart: str | None = None) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import os
 import shutil
 import sys
@@ -38,7 +37,7 @@ from pathlib import Path
 from ninep_server import protocol
 
 from . import ninepload, s3ceiling, s3report
-from .report import machine_facts
+from .report import machine_facts, save
 from .servers import ROOT, BenchError, Ninep, rotate, tempdir
 
 sys.path.insert(0, str(ROOT / "vm-images"))
@@ -285,14 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     results["machine"]["load_after"] = os.getloadavg()
     shutil.rmtree(base, ignore_errors=True)
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = args.name or "s3-" + _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    (out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
     md = s3report.markdown(results)
-    (out / f"{stem}.md").write_text(md)
+    path = save(Path(args.out), stem, results, md)
     print(md)
-    log(f"results: {out / (stem + '.md')} ({results['seconds']:.0f}s)")
+    log(f"results: {path} ({results['seconds']:.0f}s)")
     return 0
 
 
