@@ -51,6 +51,18 @@ CREATE TABLE received_inodes (dataset INTEGER, remote BIGINT, local BIGINT);
 _I64 = pa.int64()
 
 
+def remapped_inode_select(row: str, ino: str, dataset: int, parent: str) -> str:
+    """SELECT list of :data:`INODE_COLS` copying inode row ``row`` under new numbers.
+
+    ``ino`` and ``parent`` are SQL expressions for the new inode number and
+    the new parent (a parent of 0, the root's, stays 0); ``dataset`` the
+    dataset id the copy belongs to.
+    """
+    new = {"ino": ino, "dataset": str(int(dataset)),
+           "parent": f"CASE WHEN {row}.parent = 0 THEN 0 ELSE {parent} END"}
+    return ",".join(new.get(c, f"{row}.{c}") for c in INODE_COLS)
+
+
 def visible(alias: str, gen: int | None) -> str:
     """SQL predicate: row ``alias`` is in the live tree (``gen`` None) or in snapshot ``gen``."""
     if gen is None:

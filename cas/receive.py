@@ -35,7 +35,7 @@ from typing import BinaryIO, Callable
 import pyarrow as pa
 
 from . import snaprows
-from .catalog import INODE_COLS
+from .catalog import INODE_COLS, remapped_inode_select
 from .errors import FsError
 from .names import check_label
 from .sendstream import SCHEMAS, Chunk, Decoder, End, Header, Rows, StreamError
@@ -443,19 +443,10 @@ def _retire(db, table: str, keys: list[str], gen: int, floor: int) -> list[str]:
 
 def _insert(db, ds: int, gen: int) -> None:
     """Insert the stream's added rows with this store's inode numbers, born in ``gen``."""
-    sel = []
-    for col in INODE_COLS:
-        if col == "ino":
-            sel.append("m.local")
-        elif col == "dataset":
-            sel.append(str(int(ds)))
-        elif col == "parent":
-            sel.append("CASE WHEN r.parent = 0 THEN 0 ELSE p.local END")
-        else:
-            sel.append("r." + col)
+    sel = remapped_inode_select("r", "m.local", ds, "p.local")
     g = int(gen)
     db.execute(f"INSERT INTO inodes ({','.join(INODE_COLS)}, born, died) "
-               f"SELECT {','.join(sel)}, {g}, NULL FROM _r_inodes_add r "
+               f"SELECT {sel}, {g}, NULL FROM _r_inodes_add r "
                f"JOIN _m m ON m.remote = r.ino LEFT JOIN _m p ON p.remote = r.parent")
     db.execute(f"INSERT INTO entries (parent, name, child, seq, type, born, died) "
                f"SELECT p.local, r.name, c.local, r.seq, r.type, {g}, NULL FROM _r_entries_add r "

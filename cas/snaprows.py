@@ -18,7 +18,7 @@ import uuid
 
 import duckdb
 
-from .catalog import INODE_COLS, Catalog, visible
+from .catalog import INODE_COLS, Catalog, remapped_inode_select, visible
 
 #: versioned table -> (its columns without born/died, the column naming the owning inode)
 TABLES: dict[str, tuple[tuple[str, ...], str]] = {
@@ -158,18 +158,9 @@ def clone(cat: Catalog, ds: int, root: int, g: int, name: str, base: int, now: i
             (n, top) = db.execute("SELECT count(*), coalesce(max(new), 0) FROM _snap_map").fetchone()
             db.execute("INSERT INTO datasets SELECT ?, ?, new, ? FROM _snap_map WHERE old = ?",
                        [newds, name, now, root])
-            sel = []
-            for c in INODE_COLS:
-                if c == "ino":
-                    sel.append("m.new")
-                elif c == "dataset":
-                    sel.append(str(int(newds)))
-                elif c == "parent":
-                    sel.append("CASE WHEN t.parent = 0 THEN 0 ELSE coalesce(p.new, t.parent) END")
-                else:
-                    sel.append("t." + c)
+            sel = remapped_inode_select("t", "m.new", newds, "coalesce(p.new, t.parent)")
             db.execute(f"INSERT INTO inodes ({','.join(INODE_COLS)}, born, died) "
-                       f"SELECT {','.join(sel)}, {gen}, NULL FROM inodes t "
+                       f"SELECT {sel}, {gen}, NULL FROM inodes t "
                        f"JOIN _snap_map m ON m.old = t.ino LEFT JOIN _snap_map p ON p.old = t.parent "
                        f"WHERE {vis}")
             db.execute(f"INSERT INTO entries (parent, name, child, seq, type, born, died) "
