@@ -118,9 +118,9 @@ def collect(store, *, dry_run: bool = False, commit: bool = True, batch: int = 2
         candidates = [h for h in listed if h not in marked]
     else:
         marked = referenced_hashes(catalog)
-        mine = pool.publish(marked)
+        pool.publish(marked)
+        now = pool.published_at  # before the listing: an object listed later is not older
         others = pool.others_referenced(force=force)
-        now = chunks.object_time(mine.refs)
         cutoff = now - (pool.grace if grace is None else grace)
         times = chunks.listing()
         if progress:

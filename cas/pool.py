@@ -29,6 +29,7 @@ import json
 import os
 import socket
 import struct
+import threading
 import time
 import uuid
 import zlib
@@ -138,6 +139,9 @@ class Pool:
         self.refresh_interval = refresh_interval
         #: gc keeps unreferenced objects younger than this (seconds)
         self.grace = grace
+        #: the object store's time of this store's latest set (gc measures ages against it)
+        self.published_at = 0.0
+        self._lock = threading.Lock()
 
     def _record_key(self, sid: str) -> str:
         return f"{STORES}{sid}.json"
@@ -176,6 +180,10 @@ class Pool:
     def publish(self, hashes: set[str] | None = None) -> Member:
         """Publish this store's referenced chunks (``hashes``, default: asked for) as a new
         set; return the updated record."""
+        with self._lock:  # one publication at a time: sequence numbers and deletions
+            return self._publish(hashes)
+
+    def _publish(self, hashes: set[str] | None) -> Member:
         if hashes is None:
             hashes = self._hashes()
         m = self.member(self.store_id) or self.register()
@@ -184,6 +192,7 @@ class Pool:
         m.sequence += 1
         key = f"{REFS}{self.store_id}/{m.sequence:020d}"
         self.objects.write_object(key, data)
+        self.published_at = self.objects.object_time(key)
         m.refs, m.count, m.size, m.refreshed = key, len(hashes), len(data), time.time()
         self._write(m)
         for old, _size, _mtime in self.objects.list_objects(f"{REFS}{self.store_id}/"):
@@ -220,7 +229,7 @@ class Pool:
                 continue
             if m.age(now) > self.stale_after() or m.refs is None:
                 msg = (f"store {m.id} on host {m.host} ({m.path}) last published its chunk set "
-                       f"{m.age(now):.0f} s ago (bound {self.stale_after():.0f} s)")
+                       f"{m.age(now):.1f} s ago (bound {self.stale_after():.1f} s)")
                 if not force:
                     raise PoolStaleError(
                         f"gc refused: {msg}; start that store, or remove it from the pool with "

@@ -39,7 +39,7 @@ from .names import check_label
 from .snapshots import Snapshots
 from .snapview import SnapshotVolume
 from .properties import Properties
-from .pool import GRACE, REFRESH_INTERVAL, Pool, new_store_id
+from .pool import GRACE, REFRESH_INTERVAL, TOUCH_AGE, Pool, new_store_id
 from .s3config import S3Settings
 from .volume import Volume
 
@@ -96,6 +96,11 @@ class Store:
         self.pool = Pool(self._chunks, sid, self.path, lambda: referenced_hashes(self._catalog),
                          refresh_interval=REFRESH_INTERVAL if refresh is None else refresh,
                          grace=GRACE if grace is None else grace)
+        # a dedup hit must refresh an object's time before another member's gc could
+        # judge it garbage: an object younger than the grace period minus the staleness
+        # bound is kept; the same settings are assumed on every member
+        self._chunks.touch_age = min(TOUCH_AGE, max(0.0, (self.pool.grace
+                                                          - self.pool.stale_after()) / 2))
         self.pool.register()
         self.pool.publish()
 
@@ -233,11 +238,16 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        """Commit everything, checkpoint the catalog and release the lock."""
+        """Commit everything, publish the pool set, checkpoint the catalog, release the lock."""
         if self._closed:
             return
         try:
             self.commit()
+            if self.pool is not None:
+                try:
+                    self.pool.publish()
+                except OSError as exc:
+                    log.warning("could not publish the chunk set at close", error=str(exc))
         finally:
             self._closed = True
             self.commits.closed = True
