@@ -186,8 +186,14 @@ def create_app(ctx: AdminContext, *, token: str | None = None) -> Starlette:
     def _job_body(kind: str, body: dict):
         """Validate a job request; returns the worker-thread body."""
         if kind == "gc":
-            dry_run = bool(body.get("dry_run", False))
-            return {"dry_run": dry_run}, lambda ops, progress: ops.gc(dry_run=dry_run, progress=progress)
+            dry_run, force = bool(body.get("dry_run", False)), bool(body.get("force", False))
+            grace = body.get("grace")
+            if grace is not None and (isinstance(grace, bool) or not isinstance(grace, (int, float))
+                                      or grace < 0):
+                raise ApiError(400, "bad_request", "grace must be a number of seconds >= 0")
+            return {"dry_run": dry_run, "force": force, "grace": grace}, \
+                lambda ops, progress: ops.gc(dry_run=dry_run, progress=progress, force=force,
+                                             grace=grace)
         if kind == "scrub":
             return {}, lambda ops, progress: ops.scrub(progress=progress)
         if kind == "fsck":

@@ -126,8 +126,9 @@ class RemoteBackend:
     def stats(self) -> dict:
         return self._call("GET", "/v1/stats")
 
-    def gc(self, dry_run: bool = False, progress=None) -> dict:
-        return self._job("gc", {"dry_run": dry_run}, progress)
+    def gc(self, dry_run: bool = False, progress=None, force: bool = False,
+           grace: float | None = None) -> dict:
+        return self._job("gc", {"dry_run": dry_run, "force": force, "grace": grace}, progress)
 
     def scrub(self, threads: int | None = None, progress=None) -> dict:
         return self._job("scrub", {}, progress)
