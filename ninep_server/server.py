@@ -177,11 +177,14 @@ class Server:
         so holding the trio lock would only stall the commit loop meanwhile.
         """
         from cas.gc import collect
+        from cas.pool import PoolStaleError
 
         while self.config.gc_interval > 0:
             await trio.sleep(self.config.gc_interval)
             try:
                 await trio.to_thread.run_sync(functools.partial(collect, self.store, commit=False))
+            except PoolStaleError as exc:
+                log.warning("background gc skipped", reason=str(exc))
             except Exception:
                 log.exception("background gc failed; will retry")
 

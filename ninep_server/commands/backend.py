@@ -128,7 +128,10 @@ class RemoteBackend:
 
     def gc(self, dry_run: bool = False, progress=None, force: bool = False,
            grace: float | None = None) -> dict:
-        return self._job("gc", {"dry_run": dry_run, "force": force, "grace": grace}, progress)
+        params: dict = {"dry_run": dry_run, "force": force}
+        if grace is not None:
+            params["grace"] = float(grace)
+        return self._job("gc", params, progress)
 
     def scrub(self, threads: int | None = None, progress=None) -> dict:
         return self._job("scrub", {}, progress)
