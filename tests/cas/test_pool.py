@@ -9,6 +9,7 @@ import random
 import socket
 import threading
 import time
+import traceback
 
 import duckdb
 import obstore
@@ -267,9 +268,8 @@ def test_two_stores_write_concurrently_while_gc_runs(tmp_path, s3_bucket, s3_set
     for t in threads:
         t.join()
     try:
-        import traceback
         for e in errors:
-            traceback.print_exception(e)
+            traceback.print_exception(e)   # where it failed, in the captured output
         assert errors == []
         assert stats["gc"] >= 2 and stats["freed"] > 0, stats
         for i, store in enumerate(stores):
@@ -280,3 +280,25 @@ def test_two_stores_write_concurrently_while_gc_runs(tmp_path, s3_bucket, s3_set
     finally:
         for s in stores:
             s.close()
+
+
+def test_a_dedup_hit_on_an_old_object_refreshes_its_time(pool, s3_bucket):
+    """What lets other members' gc see a chunk found by dedup as in use: its time moves on."""
+    a, _ = pool
+    data = os.urandom(5000)
+    h = a.chunks.put(data)
+    key = f"pool/{h[:2]}/{h}"
+
+    def modified() -> float:
+        return obstore.head(bucket(s3_bucket), key)["last_modified"].timestamp()
+
+    first = modified()
+    time.sleep(1.1)                                # the store's clock counts whole seconds
+    a.chunks.touch_age = 3600.0
+    a.chunks.put(data)
+    assert modified() == first                     # young: a dedup hit sends nothing
+    a.chunks.touch_age = 0.5
+    a.chunks.put(data)
+    assert modified() > first                      # old: uploaded again, same bytes
+    assert a.chunks.get(h) == data
+    assert a.chunks.stats().uploads == 1           # counted as a dedup hit, not an upload
