@@ -4,7 +4,9 @@ SeaweedFS: the README's `ci: pool` block, line by line, and a server that republ
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import threading
 import time
 
 from cas.pool import Member
@@ -87,3 +89,50 @@ def test_server_republishes_its_set(s3_bucket, tmp_path):
     finally:
         srv.stop()
     assert chunk_keys(bucket(s3_bucket), "p") == []
+
+
+def test_two_servers_share_a_pool(s3_bucket, tmp_path):
+    """Two `ninep serve` on one prefix: a file written through each is stored once, and
+    `ninep gc` through one server frees only the chunk no member's set names."""
+    config = tmp_path / "ninep.toml"
+    config.write_text("[s3]\npool_refresh = 0.5\npool_grace = 0\n")
+    url = f"s3://{s3_bucket}/two"
+    stores = [tmp_path / "a", tmp_path / "b"]
+    for s in stores:
+        assert ninep("init", s, "--chunks", url).returncode == 0
+    same, only = os.urandom(2 * (1 << 20) + 5), [os.urandom(1000), os.urandom(2000)]
+    servers = [Serve(s, tmp_path / f"{s.name}.log", "--config", str(config)).start() for s in stores]
+    try:
+        def write(i):
+            async def go(c):
+                await c.write_file("same", same, fsync=True)
+                await c.write_file("only", only[i], fsync=True)
+            servers[i].call(go)
+
+        threads = [threading.Thread(target=write, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(chunk_keys(bucket(s3_bucket), "two")) == 3 + 2   # "same" stored once
+        written = time.time()
+
+        async def drop(c):
+            await c.unlink("same")
+            await c.unlink("only")
+        servers[1].call(drop)
+        deadline = time.monotonic() + 30                # a's next publication names "same"
+        while min(m.refreshed for m in _members(s3_bucket, "two").values()) < written + 0.1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        r = ninep("gc", "--store", stores[1])           # through b's server (admin socket)
+        assert r.returncode == 0, r.stderr
+        assert "freed 1 chunks" in r.stdout and "4 kept for other stores" in r.stdout, r.stdout
+        assert len(chunk_keys(bucket(s3_bucket), "two")) == 4
+
+        async def read(c):
+            return await c.read_file("same"), await c.read_file("only")
+        assert servers[0].call(read) == (same, only[0])
+    finally:
+        for srv in servers:
+            srv.stop()
