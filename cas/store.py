@@ -219,7 +219,12 @@ class Store:
                     dirty_bytes=dirty_bytes)
         store.commits.gc_hashes(catalog.remove_orphans())
         if backend.shared:
-            store._join_pool(pool_refresh, pool_grace)
+            try:
+                store._join_pool(pool_refresh, pool_grace)
+            except BaseException:
+                store.pool = None  # nothing to publish at this close
+                store.close()
+                raise
         catalog.own_files()
         loose = perms.audit(str(path))
         if loose:
