@@ -433,6 +433,15 @@ class Catalog:
         with self._wlock:
             return self.db.execute(sql, params or []).fetchall()
 
+    def set_meta(self, key: str, value: str) -> None:
+        """Add or replace one row of the meta table (and ``self.meta``)."""
+        with self._wlock:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM meta WHERE key = ?", [key])
+            self.db.execute("INSERT INTO meta VALUES (?, ?)", [key, value])
+            self.db.execute("COMMIT")
+        self.meta[key] = value
+
     def own_files(self) -> None:
         """Make DuckDB's files owner-only: it creates them with the process umask,
         and re-creates the WAL after every checkpoint (two lstat calls when all is well)."""

@@ -55,6 +55,9 @@ class ChunkBackend(Protocol):
 
     #: where the chunks live: ``"local:/path/chunks"`` or ``"s3://bucket/prefix"``
     location: str
+    #: whether other stores may reference these chunks (cas/pool.py): if so, a
+    #: dropped chunk is left to gc, which knows every store's references
+    shared: bool
     #: chunks and bytes this process stored (deduplicated ones not counted)
     chunks_written: int
     bytes_written: int

@@ -54,6 +54,9 @@ class ChunkBase:
     readahead_threads = 2
     readahead_batch = 0
 
+    #: whether other stores may reference these chunks (a pool): then only gc deletes
+    shared = False
+
     def __init__(self, read_cache: int, io_threads: int):
         self._lock = threading.Lock()
         self._unpinned = threading.Condition(self._lock)

@@ -411,8 +411,11 @@ class GroupCommit:
             yield
 
     def gc_hashes(self, candidates: list[str]) -> int:
-        """Delete candidate chunks that no catalog row and no pending write uses."""
-        if not candidates:
+        """Delete candidate chunks that no catalog row and no pending write uses.
+
+        Nothing in a shared pool, where another store may use them: gc deletes those.
+        """
+        if not candidates or self.chunks.shared:
             return 0
         n = 0
         try:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from . import gc as gcmod
+from .pool import PoolStaleError
 from . import perms
 from .catalog import visible
 from .views import all_views, chunk_users, read_cursor
@@ -95,7 +96,10 @@ def fsck(store, *, repair: bool = False) -> FsckReport:
                 if f.kind == "nlink":
                     f.fixed = True
     if repair and report.orphan_chunks:
-        report.orphans_freed = gcmod.collect(store, commit=False).chunks_freed
+        try:
+            report.orphans_freed = gcmod.collect(store, commit=False).chunks_freed
+        except PoolStaleError as exc:
+            log.warning("fsck --repair left orphan chunks in place", reason=str(exc))
     _check_modes(store, report, repair)
     log.info("fsck finished", damage=len(report.damage), orphan_chunks=report.orphan_chunks,
              repaired=repair)
@@ -302,6 +306,9 @@ def _check_chunks(store, report: FsckReport, listed: dict[str, int]) -> None:
             kind = "missing-chunk" if why == "missing" else "chunk-size"
             report.add(kind, f"chunk {h} {why}; used by {where or 'no live file'}{more}")
     referenced = {r[0] for r in refs}
+    pool = getattr(store, "pool", None)
+    if pool is not None:  # in a chunk pool, other members' chunks are not orphans
+        referenced |= pool.others_referenced(force=True)
     for h, size in listed.items():
         if h not in referenced and not store.chunks.pinned(h):
             report.orphan_chunks += 1

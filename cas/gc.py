@@ -36,6 +36,15 @@ Why it is safe:
 - *Readers* that planned a read before an overwrite's commit retry when the
   old chunk vanishes (``Volume.read``).
 
+In a shared chunk pool (cas/pool.py) step 1 also publishes this store's set
+(so it is current) and lists every object's time, and step 3 also subtracts
+every other member's latest published set (refusing, unless ``force``, when
+one is stale) and keeps every object younger than the grace period: uploads
+of other stores whose commits are in flight, and their dedup hits (which
+re-upload objects older than ``cas.pool.TOUCH_AGE``). Times are compared by
+the object store's clock: the age of an object is measured against the time
+of the set just published.
+
 The commit lock is held only per sweep batch (one anti-join and up to
 ``batch`` unlinks), so commits and fsyncs keep flowing during a long gc.
 """
@@ -71,6 +80,8 @@ class GcReport:
     chunks_freed: int = 0       # deleted (or, with dry_run, that would be)
     bytes_freed: int = 0
     skipped_in_flight: int = 0  # garbage at mark time, then pinned or referenced
+    kept_by_pool: int = 0       # named only by another pool member's published set
+    kept_young: int = 0         # unreferenced, but younger than the grace period
     seconds: float = 0.0
     sample: list[str] = field(default_factory=list)  # up to 20 freed hashes
 
@@ -87,19 +98,47 @@ def referenced_hashes(catalog) -> set[str]:
 
 
 def collect(store, *, dry_run: bool = False, commit: bool = True, batch: int = 2048,
-            progress: Progress | None = None) -> GcReport:
-    """Run one mark-and-sweep over ``store``; see the module docstring for the protocol."""
+            progress: Progress | None = None, force: bool = False,
+            grace: float | None = None) -> GcReport:
+    """Run one mark-and-sweep over ``store``; see the module docstring for the protocol.
+
+    For a store in a chunk pool, ``grace`` is the grace period in seconds
+    (default: the pool's, ``Store.open(pool_grace=...)``) and ``force`` proceeds past stale members
+    (otherwise :class:`cas.pool.PoolStaleError`).
+    """
     t0 = time.monotonic()
     report = GcReport(dry_run=dry_run)
     if commit:
         store.commit()
     chunks, catalog = store.chunks, store.catalog
-    listed = list_chunks(chunks, progress)
+    pool = getattr(store, "pool", None)
+    if pool is None:
+        listed = list_chunks(chunks, progress)
+        marked = referenced_hashes(catalog)
+        candidates = [h for h in listed if h not in marked]
+    else:
+        marked = referenced_hashes(catalog)
+        pool.publish(marked)
+        now = pool.published_at  # before the listing: an object listed later is not older
+        others = pool.others_referenced(force=force)
+        cutoff = now - (pool.grace if grace is None else grace)
+        times = chunks.listing()
+        if progress:
+            progress("list", 256, 256)
+        listed = {h: size for h, (size, _) in times.items()}
+        candidates = []
+        for h, (_, mtime) in times.items():
+            if h in marked:
+                continue
+            if h in others:
+                report.kept_by_pool += 1
+            elif mtime > cutoff:
+                report.kept_young += 1
+            else:
+                candidates.append(h)
     report.chunks_scanned = len(listed)
     report.bytes_scanned = sum(listed.values())
-    marked = referenced_hashes(catalog)
     report.chunks_referenced = len(marked)
-    candidates = [h for h in listed if h not in marked]
     report.candidates = len(candidates)
     total = len(candidates)
     for start in range(0, total, batch):
@@ -126,5 +165,6 @@ def collect(store, *, dry_run: bool = False, commit: bool = True, batch: int = 2
     report.seconds = time.monotonic() - t0
     log.info("gc finished", dry_run=dry_run, scanned=report.chunks_scanned,
              freed=report.chunks_freed, bytes_freed=report.bytes_freed,
-             skipped_in_flight=report.skipped_in_flight, seconds=round(report.seconds, 3))
+             skipped_in_flight=report.skipped_in_flight, kept_by_pool=report.kept_by_pool,
+             kept_young=report.kept_young, seconds=round(report.seconds, 3))
     return report

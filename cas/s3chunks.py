@@ -3,8 +3,14 @@
 Bucket layout (docs/format.md, "Chunks on object storage"), under
 ``s3://BUCKET/PREFIX``::
 
-    PREFIX/ninep-chunks          "ninep-chunks 1": the layout's marker and version
+    PREFIX/ninep-chunks          "ninep-chunks 2": the layout's marker and version
     PREFIX/ab/<64 hex>           a chunk, named by its BLAKE3-256 like a chunk file
+    PREFIX/pool/...              the pool's registry and published sets (cas/pool.py)
+
+Several stores may share a prefix (a chunk pool): ``create=True`` joins a
+version-2 prefix. A version-1 prefix (one store's, before pools) becomes a
+version-2 pool of one when its store is opened by this code; a new store
+cannot join it before that.
 
 The client is obstore's synchronous API, called from worker threads (its
 requests release the GIL). Uploads are put-if-absent (``If-None-Match: *``):
@@ -43,12 +49,13 @@ from .chunkbackend import ChunkStats
 from .chunkbase import ChunkBase, chunk_hash
 from .chunkcache import ChunkCache
 from .errors import CorruptChunkError, FsError, StoreFormatError
+from .pool import TOUCH_AGE
 from .s3config import S3Settings
 
 log = structlog.get_logger(__name__)
 
-#: version of the bucket layout, in the marker object
-LAYOUT_VERSION = 1
+#: version of the bucket layout, in the marker object (2: a shared pool)
+LAYOUT_VERSION = 2
 MARKER = "ninep-chunks"
 _KEY = re.compile(r"^([0-9a-f]{2})/([0-9a-f]{64})$")
 # obstore raises NotFoundError, or the builtin FileNotFoundError (GET), for a missing object
@@ -83,13 +90,16 @@ class S3Chunks(ChunkBase):
     """Chunks in a bucket, with a local cache (see the module docstring).
 
     ``url`` is ``s3://BUCKET/PREFIX``; ``cache_root`` the directory of the
-    on-disk cache, bounded by ``cache_bytes``. ``create=True`` claims the
-    prefix for a new store (its marker object must not exist yet);
-    otherwise the marker must be there with a supported layout version.
+    on-disk cache, bounded by ``cache_bytes``. ``create=True`` makes a new
+    store a member of the pool at the prefix (creating its marker, or joining
+    a version-2 one); otherwise the marker must be there with a supported
+    layout version (version 1 is migrated to 2).
     Both check that the bucket answers with the credentials given, failing
     fast with a message that says what to check.
     """
 
+    #: other stores may reference these chunks: deletion is gc's alone (cas/gc.py)
+    shared = True
     readahead_threads = 8  # GETs wait on the network: as many as the measured 8 threads
     readahead_batch = 1
 
@@ -111,6 +121,8 @@ class S3Chunks(ChunkBase):
         except Exception as exc:
             raise self._unusable(exc) from None
         self._conditional = settings.conditional_put
+        #: a dedup hit on an object older than this (seconds) re-uploads it (cas/pool.py)
+        self.touch_age = TOUCH_AGE
         self._inflight: dict[str, threading.Event] = {}
         self._last_log: dict[str, float] = {}
         self._uploads = self._upload_bytes = self._dedup = 0
@@ -132,9 +144,6 @@ class S3Chunks(ChunkBase):
             "backoff": {"init_backoff": timedelta(seconds=0.1), "max_backoff": timedelta(seconds=1),
                         "base": 2.0}})
         want = f"{MARKER} {LAYOUT_VERSION}\n".encode()
-        taken = StoreFormatError(
-            f"{self.location} already holds the chunks of a ninep store (object {MARKER!r} "
-            f"exists); give the new store an unused bucket or prefix")
         try:
             probe = S3Store(self.bucket, prefix=self.prefix or None, **quick)
             if create:
@@ -143,31 +152,84 @@ class S3Chunks(ChunkBase):
                         obstore.put(probe, MARKER, want, mode="create")
                         return
                     except AlreadyExistsError:
-                        raise taken from None
+                        pass
                     except Exception as exc:
                         if not _unsupported(exc):
                             raise
                         self._conditional = False
                 try:
                     obstore.head(probe, MARKER)
-                    raise taken
                 except _NOT_FOUND:
                     obstore.put(probe, MARKER, want)
-                return
+                    return
             try:
                 got = bytes(obstore.get(probe, MARKER).bytes())
             except _NOT_FOUND:
                 raise StoreFormatError(
                     f"{self.location} holds no ninep chunks (no {MARKER!r} object): check the "
                     f"bucket and prefix, and the endpoint {self._endpoint}") from None
+            version = self._layout(got)
+            if version == 1:
+                if create:
+                    raise StoreFormatError(
+                        f"{self.location} holds the chunks of a ninep store made before chunk "
+                        f"pools (layout 1): open that store with this version first (which "
+                        f"makes the prefix a pool), or give the new store another prefix")
+                obstore.put(probe, MARKER, want)
+                log.warning("chunk layout 1 migrated to 2: the prefix is now a pool of one",
+                            location=self.location)
         except StoreFormatError:
             raise
         except Exception as exc:
             raise self._unusable(exc) from None
+
+    def _layout(self, got: bytes) -> int:
         parts = got.split()
-        if len(parts) != 2 or parts[0] != MARKER.encode() or parts[1] != str(LAYOUT_VERSION).encode():
+        if len(parts) != 2 or parts[0] != MARKER.encode() or parts[1] not in (b"1", b"2"):
             raise StoreFormatError(f"{self.location}: chunk layout {got[:40]!r}, this code "
-                                   f"supports {MARKER} {LAYOUT_VERSION}")
+                                   f"supports {MARKER} 1 and {LAYOUT_VERSION}")
+        return int(parts[1])
+
+    # -- other objects under the prefix (the pool's registry and sets, cas/pool.py)
+    def read_object(self, key: str) -> bytes | None:
+        """The object ``key`` (relative to the prefix), or None if absent."""
+        try:
+            return bytes(obstore.get(self._store, key).bytes())
+        except _NOT_FOUND:
+            return None
+        except Exception as exc:
+            raise self._failed("read", key, exc) from None
+
+    def write_object(self, key: str, data: bytes) -> None:
+        """Create or replace object ``key``."""
+        try:
+            obstore.put(self._store, key, data)
+        except Exception as exc:
+            raise self._failed("write", key, exc) from None
+
+    def delete_object(self, key: str) -> None:
+        """Delete object ``key`` (absent is fine)."""
+        try:
+            obstore.delete(self._store, key)
+        except _NOT_FOUND:
+            pass
+        except Exception as exc:
+            raise self._failed("delete", key, exc) from None
+
+    def list_objects(self, prefix: str) -> list[tuple[str, int, float]]:
+        """(key, size, last modified as a Unix time) of every object under ``prefix``."""
+        try:
+            return [(m["path"], int(m["size"]), m["last_modified"].timestamp())
+                    for batch in obstore.list(self._store, prefix) for m in batch]
+        except Exception as exc:
+            raise self._failed("listing", prefix, exc) from None
+
+    def object_time(self, key: str) -> float:
+        """The last-modified time of object ``key``, by the server's clock."""
+        try:
+            return obstore.head(self._store, key)["last_modified"].timestamp()
+        except Exception as exc:
+            raise self._failed("lookup", key, exc) from None
 
     # -- errors
     def _clean(self, exc: BaseException) -> str:
@@ -234,6 +296,7 @@ class S3Chunks(ChunkBase):
                     obstore.put(self._store, key, data, mode="create")
                     return True
                 except AlreadyExistsError:
+                    self._touch(key, data)
                     return False
                 except Exception as exc:
                     if not _unsupported(exc):
@@ -242,13 +305,25 @@ class S3Chunks(ChunkBase):
                                 "HEAD before each upload", location=self.location)
                     self._conditional = False
             try:
-                obstore.head(self._store, key)
+                meta = obstore.head(self._store, key)
+                if time.time() - meta["last_modified"].timestamp() > self.touch_age:
+                    obstore.put(self._store, key, data)
                 return False
             except _NOT_FOUND:
                 obstore.put(self._store, key, data)
                 return True
         except Exception as exc:
             raise self._failed("upload", h, exc) from None
+
+    def _touch(self, key: str, data) -> None:
+        """A dedup hit: re-upload an object older than ``touch_age``, so that its time
+        tells other stores' gc it is in use again (cas/pool.py)."""
+        try:
+            meta = obstore.head(self._store, key)
+        except _NOT_FOUND:
+            meta = None  # deleted by a gc meanwhile: upload it again
+        if meta is None or time.time() - meta["last_modified"].timestamp() > self.touch_age:
+            obstore.put(self._store, key, data)
 
     def make_durable(self) -> None:
         """Nothing to do: an upload is durable when :meth:`put` returns."""
@@ -397,6 +472,15 @@ class S3Chunks(ChunkBase):
             while done < 256:
                 on_dir()
                 done += 1
+        return out
+
+    def listing(self) -> dict[str, tuple[int, float]]:
+        """Every chunk object's (size, last modified as a Unix time, by the server's clock)."""
+        out = {}
+        for key, size, mtime in self.list_objects(""):
+            m = _KEY.match(key)
+            if m is not None:
+                out[m.group(2)] = (size, mtime)
         return out
 
     def __iter__(self) -> Iterator[str]:

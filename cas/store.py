@@ -39,6 +39,7 @@ from .names import check_label
 from .snapshots import Snapshots
 from .snapview import SnapshotVolume
 from .properties import Properties
+from .pool import GRACE, REFRESH_INTERVAL, TOUCH_AGE, Pool, new_store_id
 from .s3config import S3Settings
 from .volume import Volume
 
@@ -50,6 +51,8 @@ FORMAT_NAME = "ninep-store"
 #: says where), so that code older than object storage refuses such a store
 STORE_FORMAT = 1
 STORE_FORMAT_REMOTE = 2
+#: catalog meta key of a pool member's store id (cas/pool.py)
+STORE_ID_KEY = "store_id"
 INODE_COST = 2560  # bytes per cached inode: ~1.5 KB RSS growth measured per cached file, plus slack
 
 
@@ -80,6 +83,26 @@ class Store:
         self._snapshots = Snapshots(self)
         self._closed = False
         self._properties: Properties | None = None
+        #: the chunk pool this store is a member of (cas/pool.py), None for local chunks
+        self.pool: Pool | None = None
+
+    def _join_pool(self, refresh: float | None, grace: float | None) -> None:
+        """Give the store an id if it has none, register it in its pool and publish its set."""
+        from .gc import referenced_hashes
+        sid = self._catalog.meta.get(STORE_ID_KEY)
+        if sid is None:
+            sid = new_store_id()
+            self._catalog.set_meta(STORE_ID_KEY, sid)
+        self.pool = Pool(self._chunks, sid, self.path, lambda: referenced_hashes(self._catalog),
+                         refresh_interval=REFRESH_INTERVAL if refresh is None else refresh,
+                         grace=GRACE if grace is None else grace)
+        # a dedup hit must refresh an object's time before another member's gc could
+        # judge it garbage: an object younger than the grace period minus the staleness
+        # bound is kept; the same settings are assumed on every member
+        self._chunks.touch_age = min(TOUCH_AGE, max(0.0, (self.pool.grace
+                                                          - self.pool.stale_after()) / 2))
+        self.pool.register()
+        self.pool.publish()
 
     @property
     def max_file_size(self) -> int:
@@ -97,7 +120,8 @@ class Store:
              cache_bytes: int = 256 << 20, reserve_bytes: int = 64 << 20,
              commit_interval: float = 0.2, dirty_bytes: int | None = None,
              duckdb_memory: str = "96MB", *, chunks: str | None = None,
-             s3: S3Settings | None = None, chunk_cache_bytes: int | None = None) -> "Store":
+             s3: S3Settings | None = None, chunk_cache_bytes: int | None = None,
+             pool_refresh: float | None = None, pool_grace: float | None = None) -> "Store":
         """Open (or with ``create=True`` create) the store at ``path``.
 
         ``cache_bytes`` bounds the metadata cache, ``reserve_bytes`` is the free
@@ -114,6 +138,12 @@ class Store:
         StoreFormatError naming both. ``chunk_size`` None is the backend's
         default (cas/chunkopen.py). An unreachable bucket or refused credentials
         fail with FsError(EIO) saying what to check.
+
+        A store on object storage is a member of the chunk pool at its prefix
+        (cas/pool.py): it gets a store id (catalog meta ``store_id``) and
+        registers and publishes its chunk set at open; ``pool_refresh`` is the
+        interval the server republishes at (default 10 min), ``pool_grace``
+        gc's grace period for unreferenced objects (default 1 h).
         """
         want = chunkopen.normalize(chunks)
         fmt_path = os.path.join(path, "FORMAT")
@@ -188,6 +218,13 @@ class Store:
                     reserve_bytes=reserve_bytes, commit_interval=commit_interval,
                     dirty_bytes=dirty_bytes)
         store.commits.gc_hashes(catalog.remove_orphans())
+        if backend.shared:
+            try:
+                store._join_pool(pool_refresh, pool_grace)
+            except BaseException:
+                store.pool = None  # nothing to publish at this close
+                store.close()
+                raise
         catalog.own_files()
         loose = perms.audit(str(path))
         if loose:
@@ -206,11 +243,16 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        """Commit everything, checkpoint the catalog and release the lock."""
+        """Commit everything, publish the pool set, checkpoint the catalog, release the lock."""
         if self._closed:
             return
         try:
             self.commit()
+            if self.pool is not None:
+                try:
+                    self.pool.publish()
+                except OSError as exc:
+                    log.warning("could not publish the chunk set at close", error=str(exc))
         finally:
             self._closed = True
             self.commits.closed = True
@@ -341,13 +383,14 @@ class Store:
         """
         self.commits.commit()
 
-    def gc(self) -> int:
+    def gc(self, *, force: bool = False, grace: float | None = None) -> int:
         """Mark and sweep: delete every chunk file no catalog row references.
 
-        Safe with concurrent writers; see cas/gc.py. Returns chunks freed.
+        Safe with concurrent writers; see cas/gc.py (``force``, ``grace``: for
+        a pool). Returns chunks freed.
         """
         from .gc import collect
-        return collect(self).chunks_freed
+        return collect(self, force=force, grace=grace).chunks_freed
 
     # ------------------------------------------------------------ checking
     def check(self) -> list[str]:

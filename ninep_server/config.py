@@ -28,6 +28,8 @@ Example ``ninep.toml``::
     secret_access_key = "..."            # AWS_SECRET_ACCESS_KEY (keep the file mode 0600)
     allow_http = false                   # AWS_ALLOW_HTTP: true for a plain-http endpoint
     cache_size = "1G"                    # bound of the local chunk cache, STORE/chunk-cache/
+    pool_refresh = 600                   # seconds between publications of the store's chunk set
+    pool_grace = 3600                    # gc keeps unreferenced objects younger than this (s)
 
     [admin]
     socket = "/run/ninep/admin.sock"   # default: <store>/admin.sock, mode 0600
@@ -181,6 +183,8 @@ class S3Config:
     secret_access_key: str | None = field(default=None, repr=False)
     allow_http: bool | None = None
     cache_size: int | None = None  # bytes of the local chunk cache; None: the store's default
+    pool_refresh: float | None = None  # seconds between chunk-set publications (cas/pool.py)
+    pool_grace: float | None = None    # gc's grace period in a chunk pool (seconds)
 
     def file_values(self) -> dict:
         """The connection settings the file gives, for ``S3Settings.resolve``."""
@@ -188,7 +192,7 @@ class S3Config:
 
 
 _S3_CONNECTION_KEYS = ("endpoint", "region", "access_key_id", "secret_access_key", "allow_http")
-_S3_KEYS = {*_S3_CONNECTION_KEYS, "cache_size"}
+_S3_KEYS = {*_S3_CONNECTION_KEYS, "cache_size", "pool_refresh", "pool_grace"}
 
 
 @dataclass(frozen=True)
@@ -391,6 +395,14 @@ def _parse_s3(table, source: str) -> S3Config:
             out["cache_size"] = parse_size(table["cache_size"], "s3.cache_size")
         except ValueError as exc:
             raise ConfigError(f"{source}: {exc}") from None
+    for key in ("pool_refresh", "pool_grace"):
+        if key in table:
+            v = table[key]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (
+                    key == "pool_refresh" and v == 0):
+                raise ConfigError(f"{source}: s3.{key} must be a number of seconds"
+                                  f"{' > 0' if key == 'pool_refresh' else ' >= 0'}")
+            out[key] = float(v)
     return S3Config(**out)
 
 

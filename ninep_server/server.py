@@ -177,13 +177,29 @@ class Server:
         so holding the trio lock would only stall the commit loop meanwhile.
         """
         from cas.gc import collect
+        from cas.pool import PoolStaleError
 
         while self.config.gc_interval > 0:
             await trio.sleep(self.config.gc_interval)
             try:
                 await trio.to_thread.run_sync(functools.partial(collect, self.store, commit=False))
+            except PoolStaleError as exc:
+                log.warning("background gc skipped", reason=str(exc))
             except Exception:
                 log.exception("background gc failed; will retry")
+
+    async def _pool_loop(self) -> None:
+        """Publish the store's chunk set every ``refresh_interval`` seconds (a store in a
+        chunk pool, cas/pool.py), in a worker thread; gc publishes before it runs, too."""
+        pool = getattr(self.store, "pool", None)
+        if pool is None:
+            return
+        while True:
+            await trio.sleep(pool.refresh_interval)
+            try:
+                await trio.to_thread.run_sync(pool.publish)
+            except Exception:
+                log.exception("publishing the chunk set failed; will retry")
 
     async def _handle(self, stream: trio.abc.Stream, peer: str) -> None:
         # ``max_connections`` counts sessions past Tversion (Session checks it
@@ -216,6 +232,7 @@ class Server:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._commit_loop)
                 nursery.start_soon(self._gc_loop)
+                nursery.start_soon(self._pool_loop)
                 self.jobs.bind(nursery)
                 nursery.start_soon(self.scheduler.run, self._schedules, lambda: self._schedules_changed)
                 if admin:

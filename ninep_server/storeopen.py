@@ -45,6 +45,10 @@ def open_options(config: ServerConfig | None = None, *, chunks: str | None = Non
         options["s3"] = resolve_s3(file_values)
     if config.s3.cache_size is not None:
         options["chunk_cache_bytes"] = config.s3.cache_size
+    if config.s3.pool_refresh is not None:
+        options["pool_refresh"] = config.s3.pool_refresh
+    if config.s3.pool_grace is not None:
+        options["pool_grace"] = config.s3.pool_grace
     return options
 
 

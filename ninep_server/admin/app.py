@@ -48,6 +48,7 @@ class _TokenMiddleware:
 _JOB_FIELDS = {
     "kind": str, "dry_run": bool, "repair": bool, "source": str, "dataset": str, "path": str, "dest": str, "snapshot": str,
     "preserve_owner": bool, "since": str, "file": str, "have": str, "force": bool, "chunks": bool,
+    "grace": float,
 }  # fmt: skip
 
 
@@ -186,8 +187,13 @@ def create_app(ctx: AdminContext, *, token: str | None = None) -> Starlette:
     def _job_body(kind: str, body: dict):
         """Validate a job request; returns the worker-thread body."""
         if kind == "gc":
-            dry_run = bool(body.get("dry_run", False))
-            return {"dry_run": dry_run}, lambda ops, progress: ops.gc(dry_run=dry_run, progress=progress)
+            dry_run, force = bool(body.get("dry_run", False)), bool(body.get("force", False))
+            grace = body.get("grace")
+            if grace is not None and grace < 0:
+                raise ApiError(400, "bad_request", "grace must be a number of seconds >= 0")
+            return {"dry_run": dry_run, "force": force, "grace": grace}, \
+                lambda ops, progress: ops.gc(dry_run=dry_run, progress=progress, force=force,
+                                             grace=grace)
         if kind == "scrub":
             return {}, lambda ops, progress: ops.scrub(progress=progress)
         if kind == "fsck":
@@ -255,7 +261,7 @@ def create_app(ctx: AdminContext, *, token: str | None = None) -> Starlette:
                 if not isinstance(value, want):
                     raise bad_request(f"field {key!r} must be a {want.__name__}")
             kind = _str_field(body, "kind")
-            allowed = {"gc": {"dry_run"}, "scrub": set(), "fsck": {"repair"}, "import": {"source", "dataset", "path"},
+            allowed = {"gc": {"dry_run", "force", "grace"}, "scrub": set(), "fsck": {"repair"}, "import": {"source", "dataset", "path"},
                        "export": {"dataset", "dest", "snapshot", "path", "preserve_owner"},
                        "send": {"dataset", "snapshot", "since", "file", "have"},
                        "receive": {"dataset", "file", "force"}, "have": {"dataset", "file", "chunks"}}.get(kind)  # fmt: skip

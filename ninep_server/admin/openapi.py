@@ -138,7 +138,9 @@ OPENAPI: dict = {
                     {
                         "type": "object",
                         "required": ["kind"],
-                        "properties": {"kind": {"type": "string", "enum": ["gc"]}, "dry_run": {"type": "boolean"}},
+                        "properties": {"kind": {"type": "string", "enum": ["gc"]}, "dry_run": {"type": "boolean"},
+                                       "force": {"type": "boolean"},
+                                       "grace": {"type": "number", "minimum": 0}},
                         "additionalProperties": False,
                     },
                     {

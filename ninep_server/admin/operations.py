@@ -158,8 +158,10 @@ class Operations:
                                 "cache_limit": counters.cache_limit}
         return out
 
-    def gc(self, dry_run: bool = False, progress=None) -> dict:
-        """Mark and sweep; ``progress(done, total)`` counts chunks."""
+    def gc(self, dry_run: bool = False, progress=None, force: bool = False,
+           grace: float | None = None) -> dict:
+        """Mark and sweep; ``progress(done, total)`` counts chunks. In a chunk pool,
+        ``force`` proceeds past stale members and ``grace`` overrides the grace period."""
         seen = {"list": 0, "sweep": 0}
 
         def report(phase: str, advance: int, total: int) -> None:
@@ -167,7 +169,8 @@ class Operations:
             if progress:
                 progress(seen[phase], total)
 
-        return jsonable(collect(self.store, dry_run=dry_run, progress=report))
+        return jsonable(collect(self.store, dry_run=dry_run, progress=report, force=force,
+                                grace=grace))
 
     def scrub(self, threads: int | None = None, progress=None) -> dict:
         """Re-hash every chunk; ``progress(done, total)`` counts bytes."""

@@ -126,8 +126,12 @@ class RemoteBackend:
     def stats(self) -> dict:
         return self._call("GET", "/v1/stats")
 
-    def gc(self, dry_run: bool = False, progress=None) -> dict:
-        return self._job("gc", {"dry_run": dry_run}, progress)
+    def gc(self, dry_run: bool = False, progress=None, force: bool = False,
+           grace: float | None = None) -> dict:
+        params: dict = {"dry_run": dry_run, "force": force}
+        if grace is not None:
+            params["grace"] = float(grace)
+        return self._job("gc", params, progress)
 
     def scrub(self, threads: int | None = None, progress=None) -> dict:
         return self._job("scrub", {}, progress)

@@ -48,6 +48,6 @@ def s3_settings(s3_bucket):
 def s3_env(tmp_path, s3_bucket, s3_settings):
     """A store whose chunks are in a fresh bucket (prefix ``store``), with one dataset."""
     e = Env(tmp_path / "store", chunks=f"s3://{s3_bucket}/store", s3=s3_settings,
-            chunk_cache_bytes=64 << 20)
+            chunk_cache_bytes=64 << 20, pool_grace=0)
     yield e
     e.close()

@@ -23,7 +23,7 @@ def env(request, tmp_path):
     else:
         bucket = request.getfixturevalue("s3_bucket")
         e = Env(tmp_path / "store", chunk_size=128 * 1024, chunks=f"s3://{bucket}/gc",
-                s3=request.getfixturevalue("s3_settings"))
+                s3=request.getfixturevalue("s3_settings"), pool_grace=0)
     yield e
     e.close()
 
@@ -123,7 +123,7 @@ def test_gc_concurrent_writer(tmp_path):
 def test_gc_concurrent_writer_on_s3(tmp_path, s3_bucket, s3_settings):
     """The same on a store whose chunks are in a bucket: the pins hold for object deletion too."""
     _gc_stress(str(tmp_path / "s"), float(os.environ.get("NINEP_GC_STRESS_S3_SECONDS", "12")),
-               {"chunks": f"s3://{s3_bucket}/stress", "s3": s3_settings})
+               {"chunks": f"s3://{s3_bucket}/stress", "s3": s3_settings, "pool_grace": 0})
 
 
 def _gc_stress(path: str, duration: float, options: dict) -> None:

@@ -96,10 +96,10 @@ def test_gc_deletes_objects(s3_env, s3_bucket):
     orphan = store.chunks.put(b"a chunk no catalog row names")   # what a crash leaves
     assert len(chunk_keys(bucket(s3_bucket), "store")) == 5
     vol.unlink(vol.root, b"drop")
-    store.commit()                                   # the commit deletes what it dropped
-    assert len(chunk_keys(bucket(s3_bucket), "store")) == 3
+    store.commit()                 # another store of the pool may use them: only gc deletes
+    assert len(chunk_keys(bucket(s3_bucket), "store")) == 5
     report = collect(store)
-    assert report.chunks_freed == 1 and report.sample == [orphan]
+    assert report.chunks_freed == 3 and orphan in report.sample
     assert len(chunk_keys(bucket(s3_bucket), "store")) == 2
     assert store.check() == []
 

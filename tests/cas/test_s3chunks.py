@@ -34,7 +34,7 @@ def test_layout_marker_and_keys(s3c, s3_bucket):
     h = s3c.put(b"hello chunk")
     keys = object_keys(bucket(s3_bucket))
     assert sorted(keys) == sorted(["pre/fix/ninep-chunks", f"pre/fix/{h[:2]}/{h}"])
-    assert bytes(obstore.get(bucket(s3_bucket), "pre/fix/ninep-chunks").bytes()) == b"ninep-chunks 1\n"
+    assert bytes(obstore.get(bucket(s3_bucket), "pre/fix/ninep-chunks").bytes()) == b"ninep-chunks 2\n"
     assert s3c.location == f"s3://{s3_bucket}/pre/fix"
 
 
@@ -175,10 +175,14 @@ def test_pin_waits_for_a_running_deletion(s3c):
     assert result == [h] and s3c.pinned(h) and s3c.has(h)
 
 
-def test_second_store_on_the_same_prefix_is_refused(s3c, s3_bucket, s3_settings, tmp_path):
-    with pytest.raises(StoreFormatError, match="already holds the chunks"):
-        S3Chunks(f"s3://{s3_bucket}/pre/fix", s3_settings, str(tmp_path / "c2"), 1 << 20,
-                 chunk_size=1 << 20, create=True)
+def test_second_store_on_the_same_prefix_joins_the_pool(s3c, s3_bucket, s3_settings, tmp_path):
+    h = s3c.put(b"shared")
+    other = S3Chunks(f"s3://{s3_bucket}/pre/fix", s3_settings, str(tmp_path / "c2"), 1 << 20,
+                     chunk_size=1 << 20, create=True)
+    try:
+        assert other.get(h) == b"shared"
+    finally:
+        other.close()
     with pytest.raises(StoreFormatError, match="no ninep chunks"):
         S3Chunks(f"s3://{s3_bucket}/other", s3_settings, str(tmp_path / "c3"), 1 << 20,
                  chunk_size=1 << 20, create=False)
@@ -231,6 +235,6 @@ def test_claiming_a_prefix_without_conditional_put(tmp_path, s3_bucket, s3_setti
     settings = s3_settings.model_copy(update={"conditional_put": False})
     S3Chunks(f"s3://{s3_bucket}/p", settings, str(tmp_path / "a"), 1 << 20, chunk_size=1 << 20,
              create=True).close()
-    with pytest.raises(StoreFormatError, match="already holds the chunks"):
-        S3Chunks(f"s3://{s3_bucket}/p", settings, str(tmp_path / "b"), 1 << 20,
-                 chunk_size=1 << 20, create=True)
+    S3Chunks(f"s3://{s3_bucket}/p", settings, str(tmp_path / "b"), 1 << 20,
+             chunk_size=1 << 20, create=True).close()       # joins the pool
+    assert bytes(obstore.get(bucket(s3_bucket), "p/ninep-chunks").bytes()) == b"ninep-chunks 2\n"

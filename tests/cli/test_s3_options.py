@@ -33,6 +33,9 @@ def test_s3_table_and_chunks_are_parsed():
     ({"s3": {"allow_http": "yes"}}, "s3.allow_http must be true or false"),
     ({"s3": {"endpoint": 3}}, "s3.endpoint must be a non-empty string"),
     ({"s3": {"cache_size": "lots"}}, "s3.cache_size is a byte count"),
+    ({"s3": {"pool_refresh": 0}}, "s3.pool_refresh must be a number of seconds > 0"),
+    ({"s3": {"pool_grace": -1}}, "s3.pool_grace must be a number of seconds >= 0"),
+    ({"s3": {"pool_grace": "1h"}}, "s3.pool_grace must be a number of seconds >= 0"),
     ({"server": {"chunks": "/var/chunks"}}, "server.chunks: a chunk location is s3://BUCKET/PREFIX"),
     ({"server": {"chunks": "s3://Upper/x"}}, "server.chunks: a chunk location is s3://BUCKET/PREFIX"),
 ])
@@ -51,6 +54,11 @@ def test_chunk_locations_and_sizes():
     assert parse_size("4M") == 4 << 20 and parse_size(4096) == 4096 and parse_size("1GiB") == 1 << 30
     with pytest.raises(ValueError):
         parse_size(-1)
+
+
+def test_pool_settings_reach_store_open():
+    cfg = parse_config({"s3": {"pool_refresh": 60, "pool_grace": 0}})
+    assert open_options(cfg) == {"pool_refresh": 60.0, "pool_grace": 0.0}
 
 
 def test_open_options_leave_local_stores_alone():
