@@ -25,6 +25,7 @@ import fcntl
 import os
 import time
 import zlib
+from typing import Callable
 
 import structlog
 
@@ -80,6 +81,10 @@ class Store:
         self._snapshots = Snapshots(self)
         self._closed = False
         self._properties: Properties | None = None
+        #: called with the SnapshotInfo after each snapshot is created, in the creating thread,
+        #: before the creator returns: a hook must only note the event (e.g. wake the catalog
+        #: shipper), never do slow work; its exceptions are logged, never raised
+        self.snapshot_hooks: list[Callable[[SnapshotInfo], None]] = []
 
     @property
     def max_file_size(self) -> int:
@@ -303,7 +308,13 @@ class Store:
     def create_snapshot(self, dataset: str, name: str) -> SnapshotInfo:
         """Snapshot ``dataset``'s live tree as ``name``: a barrier, O(dirty data)
         (EINVAL bad name, EEXIST taken, ENOENT no dataset)."""
-        return self._snapshots.create(dataset, name)
+        info = self._snapshots.create(dataset, name)
+        for hook in list(self.snapshot_hooks):
+            try:
+                hook(info)
+            except Exception:
+                log.exception("snapshot hook failed", snapshot=f"{dataset}@{name}")
+        return info
 
     def snapshots(self, dataset: str | None = None) -> list[SnapshotInfo]:
         """Snapshots of ``dataset`` (or of all datasets), in creation order."""
