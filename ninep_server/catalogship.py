@@ -47,9 +47,8 @@ class CatalogShipper:
         self._wanted.set()
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """Ship on request and every interval until cancelled."""
-        from cas.catalogcopy import ship
-
+        """Ship on request and every interval until cancelled; a request still pending then
+        (a snapshot just before shutdown) is shipped before returning."""
         self._token = trio.lowlevel.current_trio_token()
         self.store.snapshot_hooks.append(self.request)
         try:
@@ -57,22 +56,34 @@ class CatalogShipper:
             while True:
                 with trio.move_on_after(self.interval):
                     await self._wanted.wait()
-                self._wanted = trio.Event()
-                try:
-                    info = await trio.to_thread.run_sync(
-                        lambda: ship(self.store, self.settings, keep=self.keep))
-                except Exception as exc:
-                    self.failures += 1
-                    log.error("catalog copy failed; retrying at the next interval or snapshot",
-                              error=str(exc) or type(exc).__name__)
-                    continue
-                self.shipped += 1
-                self.last = info
-                log.info("catalog copy shipped", copy=info.url, generation=info.generation,
-                         bytes=info.bytes)
+                await self._ship()
         finally:
             self.store.snapshot_hooks.remove(self.request)
             self._token = None
+            if self._wanted.is_set():
+                with trio.CancelScope(shield=True):
+                    await self._ship()
+
+    async def _ship(self) -> None:
+        from cas import catalogcopy
+
+        self._wanted = trio.Event()
+        try:
+            info = await trio.to_thread.run_sync(
+                lambda: catalogcopy.ship(self.store, self.settings, keep=self.keep))
+        except trio.Cancelled:
+            # cancelled before the thread started (once started, it runs to its end):
+            # the copy is still wanted, and run() ships it on the way out
+            self._wanted.set()
+            raise
+        except Exception as exc:
+            self.failures += 1
+            log.error("catalog copy failed; retrying at the next interval or snapshot",
+                      error=str(exc) or type(exc).__name__)
+            return
+        self.shipped += 1
+        self.last = info
+        log.info("catalog copy shipped", copy=info.url, generation=info.generation, bytes=info.bytes)
 
 
 def shipper_for(store: Store, config) -> CatalogShipper | None:

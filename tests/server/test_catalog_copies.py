@@ -158,3 +158,63 @@ def test_a_failed_copy_is_logged_and_never_fails_the_snapshot(s3_bucket, tmp_pat
 
         trio.run(main)
         assert [s.name for s in store.snapshots("main")] == ["one"]
+
+
+def test_readme_disaster_recovery_commands(s3_bucket, tmp_path):
+    """The README's `ci: disaster-recovery` block, run line by line in a directory holding an S3
+    store with a snapshot (its bucket renamed to a fresh one, serve on a free port)."""
+    import shlex
+
+    from ..readme_blocks import blocks
+    from .s3util import ROOT
+
+    store = tmp_path / "ninep-data"
+    assert ninep("init", store, "--chunks", f"s3://{s3_bucket}/ninep").returncode == 0
+    srv = Serve(store, tmp_path / "before.log").start()
+    try:
+        srv.call(_writer({"kept": b"before the copy\n"}))
+        assert ninep("snapshot", "create", "main@one", "--store", store).returncode == 0
+    finally:
+        assert srv.stop() == 0
+    ran = []
+    for line in blocks((ROOT / "README.md").read_text())["disaster-recovery"].splitlines():
+        words = shlex.split(line, comments=True)
+        if not words:
+            continue
+        args = [w.replace("my-bucket", s3_bucket).replace("./ninep-data", str(store)) for w in words]
+        ran.append(" ".join(words[:2]))
+        if args[:2] == ["rm", "-rf"]:
+            shutil.rmtree(args[2])
+        elif args[:2] == ["ninep", "serve"]:
+            srv = Serve(store, tmp_path / "after.log", *args[4:]).start()
+            try:
+                assert srv.call(_reader(["kept", ".snapshots/one/kept"])) == {
+                    "kept": b"before the copy\n", ".snapshots/one/kept": b"before the copy\n"}
+            finally:
+                assert srv.stop() == 0
+        else:
+            assert args[0] == "ninep", line
+            r = ninep(*args[1:])
+            assert r.returncode == 0, (line, r.stdout, r.stderr)
+            if args[1:3] == ["catalog", "list"]:
+                assert len(r.stdout.splitlines()) == 3    # the URL, the copy after the snapshot, this one
+    assert ran == ["ninep catalog", "ninep catalog", "rm -rf", "ninep restore", "ninep fsck", "ninep serve"]
+
+
+def test_a_copy_requested_just_before_shutdown_is_still_shipped(s3_bucket, tmp_path):
+    from ninep_server.catalogship import CatalogShipper
+
+    with Store.open(str(tmp_path / "s"), create=True, chunks=f"s3://{s3_bucket}/last") as store:
+        store.create_dataset("main")
+        shipper = CatalogShipper(store, None, interval=0, keep=2)
+
+        async def main():
+            async with trio.open_nursery() as nursery:
+                await nursery.start(shipper.run)
+                store.create_snapshot("main", "one")   # in the trio thread: wakes, then the stop
+                await trio.lowlevel.checkpoint()
+                nursery.cancel_scope.cancel()
+
+        trio.run(main)
+        assert shipper.shipped == 1
+        assert len(_manifests(s3_bucket, "last")) == 1
