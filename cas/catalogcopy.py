@@ -47,6 +47,9 @@ STORE_ID_KEY = "store_id"
 _COPY_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-\d+$")
 _FILE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _TMP_PREFIX = "catalog-copy-"
+#: the FORMAT file of a restored store: cas/store.py's FORMAT_NAME and STORE_FORMAT_REMOTE
+#: (not imported: store -> gc -> here would be an import cycle; a test keeps them equal)
+FORMAT_LINE = "ninep-store 2\n"
 
 
 class CatalogCopyError(FsError):
@@ -121,8 +124,16 @@ def ship(store, settings: S3Settings | None = None, keep: int = KEEP) -> CopyInf
     if not location.startswith("s3://"):
         raise FsError(errno.EINVAL, f"{store.path}: its chunks are local; catalog copies go to "
                       f"the bucket of a store whose chunks are on object storage")
+    with store.copy_lock:
+        return _ship(store, location, settings or store.chunks.settings, keep)
+
+
+def _ship(store, location: str, settings: S3Settings, keep: int) -> CopyInfo:
     catalog = store.catalog
     sid = store_id(catalog)
+    # from now on a copy may name chunks the catalog drops: only gc, which reads the
+    # copies, may delete them (the store sets this at open for a store with an id)
+    store.commits.eager_delete = False
     client, bucket, prefix = _bucket(location, settings)
     base = _join(prefix, CATALOGS, sid)
     for stale in os.listdir(store.path):
@@ -223,8 +234,6 @@ def restore(url: str, dest: str, settings: S3Settings | None = None,
     manifest before anything is written; a mismatch raises CatalogCopyError
     naming the file. The restored store records the same chunk location.
     """
-    from .store import FORMAT_NAME, STORE_FORMAT_REMOTE
-
     client, bucket, base = _bucket(url, settings)
     found = _copies(client, base)
     complete = sorted(n for n, fs in found.items() if MANIFEST in fs)
@@ -271,7 +280,7 @@ def restore(url: str, dest: str, settings: S3Settings | None = None,
         fmt = os.path.join(dest, "FORMAT")
         fd = os.open(fmt, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, perms.FILE_MODE)
         with open(fd, "w") as f:
-            f.write(f"{FORMAT_NAME} {STORE_FORMAT_REMOTE}\n")
+            f.write(FORMAT_LINE)
             f.flush()
             os.fsync(f.fileno())
     finally:
@@ -299,3 +308,41 @@ def _load(export: str, path: str) -> None:
     for suffix in ("", ".wal"):
         if os.path.exists(path + suffix):
             os.chmod(path + suffix, perms.FILE_MODE)
+
+
+def copy_references(store, settings: S3Settings | None = None) -> set[str]:
+    """The chunk hashes named by the extents of every complete copy of ``store`` in its bucket.
+
+    gc must keep these too (docs/format.md, "Catalog copies"): a copy shipped
+    before a file was deleted still names its chunks, and restoring it needs
+    them. Each copy's ``extents.parquet`` is verified against its manifest.
+    """
+    location = store.chunks.location
+    if not location.startswith("s3://"):
+        return set()
+    sid = store.catalog.query("SELECT value FROM meta WHERE key = ?", [STORE_ID_KEY])
+    if not sid:
+        return set()  # never shipped a copy
+    client, bucket, prefix = _bucket(location, settings or store.chunks.settings)
+    base = _join(prefix, CATALOGS, sid[0][0])
+    found = _copies(client, base)
+    out: set[str] = set()
+    for name in sorted(n for n, fs in found.items() if MANIFEST in fs):
+        where = f"s3://{bucket}/{_join(base, name)}"
+        manifest = json.loads(bytes(obstore.get(client, _join(base, name, MANIFEST)).bytes()))
+        entry = next((f for f in manifest["files"] if f["name"] == "extents.parquet"), None)
+        if entry is None:
+            raise CatalogCopyError(errno.EIO, f"{where}: the manifest names no extents.parquet")
+        data = bytes(obstore.get(client, _join(base, name, entry["name"])).bytes())
+        if len(data) != entry["size"] or blake3.blake3(data).hexdigest() != entry["blake3"]:
+            raise CatalogCopyError(errno.EIO, f"{where}/extents.parquet is damaged")
+        with tempfile.NamedTemporaryFile(suffix=".parquet", dir=store.path) as f:
+            f.write(data)
+            f.flush()
+            db = duckdb.connect()
+            try:
+                out.update(r[0] for r in db.execute(
+                    "SELECT DISTINCT hash FROM read_parquet(?)", [f.name]).fetchall())
+            finally:
+                db.close()
+    return out

@@ -36,6 +36,10 @@ Why it is safe:
 - *Readers* that planned a read before an overwrite's commit retry when the
   old chunk vanishes (``Volume.read``).
 
+A store on object storage that ships catalog copies (cas/catalogcopy.py) also
+marks every chunk its copies in the bucket name, holding ``Store.copy_lock``
+so that no copy is shipped between that mark and the end of the sweep.
+
 The commit lock is held only per sweep batch (one anti-join and up to
 ``batch`` unlinks), so commits and fsyncs keep flowing during a long gc.
 """
@@ -97,7 +101,24 @@ def collect(store, *, dry_run: bool = False, commit: bool = True, batch: int = 2
     listed = list_chunks(chunks, progress)
     report.chunks_scanned = len(listed)
     report.bytes_scanned = sum(listed.values())
+    with store.copy_lock:  # no catalog copy appears unseen while gc deletes
+        _sweep(store, listed, report, dry_run, batch, progress)
+    report.seconds = time.monotonic() - t0
+    log.info("gc finished", dry_run=dry_run, scanned=report.chunks_scanned,
+             freed=report.chunks_freed, bytes_freed=report.bytes_freed,
+             skipped_in_flight=report.skipped_in_flight, seconds=round(report.seconds, 3))
+    return report
+
+
+def _sweep(store, listed: dict[str, int], report: GcReport, dry_run: bool, batch: int,
+           progress: Progress | None) -> None:
+    chunks, catalog = store.chunks, store.catalog
     marked = referenced_hashes(catalog)
+    if chunks.location.startswith("s3://"):
+        # the chunks of the store's catalog copies in its bucket count as referenced: a
+        # restore of any of them needs them (cas/catalogcopy.py)
+        from .catalogcopy import copy_references
+        marked |= copy_references(store)
     report.chunks_referenced = len(marked)
     candidates = [h for h in listed if h not in marked]
     report.candidates = len(candidates)
@@ -123,8 +144,3 @@ def collect(store, *, dry_run: bool = False, commit: bool = True, batch: int = 2
                     report.skipped_in_flight += 1
         if progress:
             progress("sweep", len(part), total)
-    report.seconds = time.monotonic() - t0
-    log.info("gc finished", dry_run=dry_run, scanned=report.chunks_scanned,
-             freed=report.chunks_freed, bytes_freed=report.bytes_freed,
-             skipped_in_flight=report.skipped_in_flight, seconds=round(report.seconds, 3))
-    return report

@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import threading
 import time
 import zlib
 from typing import Callable
@@ -77,6 +78,9 @@ class Store:
             # beyond this many dirty inodes, mutating callers wait for a commit
             dirty_inodes_max=max(1000, max_inodes // 4),
             fsid=zlib.crc32(os.path.realpath(path).encode()))
+        # a store that ships catalog copies (it has an id, cas/catalogcopy.py) leaves freed
+        # chunks to gc: a copy shipped earlier may still name them
+        self.commits.eager_delete = "store_id" not in catalog.meta
         self._volumes: dict[str, Volume] = {}
         self._snapshots = Snapshots(self)
         self._closed = False
@@ -85,6 +89,9 @@ class Store:
         #: before the creator returns: a hook must only note the event (e.g. wake the catalog
         #: shipper), never do slow work; its exceptions are logged, never raised
         self.snapshot_hooks: list[Callable[[SnapshotInfo], None]] = []
+        #: held while a catalog copy is shipped (cas/catalogcopy.py) and while gc marks and
+        #: sweeps: gc keeps the chunks of every copy that exists while it deletes
+        self.copy_lock = threading.Lock()
 
     @property
     def max_file_size(self) -> int:

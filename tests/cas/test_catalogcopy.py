@@ -140,3 +140,47 @@ def test_restore_refuses_a_non_empty_directory(filled, s3_bucket, s3_settings, t
         restore(f"s3://{s3_bucket}/store/catalogs/{info.store_id}", str(dest), s3_settings)
     assert exc.value.errno == errno.EEXIST
     assert os.listdir(dest) == ["x"]
+
+
+def test_copy_references_name_the_chunks_a_copy_needs_after_the_files_are_gone(
+        filled, s3_settings):
+    from cas.catalogcopy import copy_references
+
+    store, vol = filled.store, filled.vol
+    ship(store, s3_settings)
+    before = store.catalog.all_hashes()
+    for s in store.snapshots("main"):
+        store.delete_snapshot("main", s.name)
+    for e in vol.readdir(vol.root):
+        vol.unlink(vol.root, e.name)
+    store.commit()
+    assert store.catalog.all_hashes() == set()            # gc would free every chunk...
+    assert copy_references(store, s3_settings) == before  # ...that the copy still needs
+
+
+def test_gc_keeps_the_chunks_of_the_catalog_copies(filled, s3_bucket, s3_settings, tmp_path):
+    """Files deleted after the last copy: gc frees nothing the copy names, so the copy restores
+    with every chunk; once a newer copy is the only one kept, gc frees them."""
+    from cas.gc import collect
+
+    store, vol = filled.store, filled.vol
+    before = _views(store)
+    info = ship(store, s3_settings, keep=1)
+    for s in store.snapshots("main"):
+        store.delete_snapshot("main", s.name)
+    for e in vol.readdir(vol.root):
+        vol.unlink(vol.root, e.name)
+    assert collect(store).chunks_freed == 0
+    dest = str(tmp_path / "r")
+    restore(f"s3://{s3_bucket}/store/catalogs/{info.store_id}", dest, s3_settings)
+    with Store.open(dest, s3=s3_settings) as again:
+        assert fsck(again).clean and _views(again) == before
+    ship(store, s3_settings, keep=1)                      # prunes the old copy
+    assert collect(store).chunks_freed > 0
+
+
+def test_a_restored_store_has_the_format_line_of_a_store_on_object_storage():
+    from cas.catalogcopy import FORMAT_LINE
+    from cas.store import FORMAT_NAME, STORE_FORMAT_REMOTE
+
+    assert FORMAT_LINE == f"{FORMAT_NAME} {STORE_FORMAT_REMOTE}\n"
