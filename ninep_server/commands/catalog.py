@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from .common import DEFAULT_STORE, CommandError, describe, load_config_option, open_store
 
@@ -47,9 +48,19 @@ def _settings(config):
     return resolve_s3(values) if values else None
 
 
+def _refuse_if_served(store: str) -> None:
+    from .backend import answering_socket
+
+    if answering_socket(os.path.join(store, "admin.sock")):
+        raise CommandError(f"a server is running on {store}: it ships a catalog copy after every snapshot and "
+                           f"every [server] catalog_copy_interval; `ninep snapshot create DATASET@NAME "
+                           f"--store {store}` ships one now")
+
+
 def _ship(args) -> int:
     from cas.catalogcopy import ship
 
+    _refuse_if_served(args.store)
     config = load_config_option(args.config)
     keep = args.keep if args.keep is not None else config.catalog_copy_keep
     if keep < 1:
@@ -66,6 +77,7 @@ def _ship(args) -> int:
 def _list(args) -> int:
     from cas.catalogcopy import copies, store_id
 
+    _refuse_if_served(args.store)
     config = load_config_option(args.config)
     with open_store(args.store, config=config) as store:
         location = store.chunks.location

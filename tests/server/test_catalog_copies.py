@@ -49,6 +49,8 @@ def test_delete_the_store_directory_and_restore_it_from_the_bucket(s3_bucket, tm
         assert ninep("snapshot", "create", "main@two", "--store", store).returncode == 0
         _wait_for(lambda: len(_manifests(s3_bucket, "dr")) > len(one))
         srv.call(_writer({"after": b"committed after the last copy"}))
+        r = ninep("catalog", "ship", "--store", store)                   # not beside a running server
+        assert r.returncode == 1 and "ships a catalog copy after every snapshot" in r.stderr
     finally:
         assert srv.stop() == 0
     assert "catalog copy shipped" in srv.log_text()
