@@ -149,7 +149,7 @@ def _ship(store, location: str, settings: S3Settings, keep: int) -> CopyInfo:
                     "SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
                 version = int(cur.execute(
                     "SELECT value FROM meta WHERE key = 'format_version'").fetchone()[0])
-                cur.execute(f"EXPORT DATABASE '{export}' (FORMAT parquet)")
+                cur.execute(f"EXPORT DATABASE {_sql_path(export)} (FORMAT parquet)")
             finally:
                 cur.execute("COMMIT")
         now = datetime.datetime.now(datetime.timezone.utc)
@@ -264,18 +264,13 @@ def restore(url: str, dest: str, settings: S3Settings | None = None,
             fname = entry["name"]
             if not _FILE_NAME.match(fname) or fname == MANIFEST:
                 raise CatalogCopyError(errno.EIO, f"{where}/{MANIFEST}: bad file name {fname!r}")
-            try:
-                data = bytes(obstore.get(client, _join(base, copy, fname)).bytes())
-            except FileNotFoundError:
-                raise CatalogCopyError(errno.EIO, f"{where}/{fname}: missing") from None
-            digest = blake3.blake3(data).hexdigest()
-            if len(data) != entry["size"] or digest != entry["blake3"]:
+            size, digest = _download(client, _join(base, copy, fname), os.path.join(export, fname),
+                                     f"{where}/{fname}")
+            if size != entry["size"] or digest != entry["blake3"]:
                 raise CatalogCopyError(errno.EIO, (
-                    f"{where}/{fname} is damaged: {len(data)} bytes with BLAKE3 {digest}, the "
+                    f"{where}/{fname} is damaged: {size} bytes with BLAKE3 {digest}, the "
                     f"manifest says {entry['size']} bytes with BLAKE3 {entry['blake3']}; "
                     f"restore an older copy with --copy (complete copies: {', '.join(complete)})"))
-            with open(os.path.join(export, fname), "wb") as f:
-                f.write(data)
         _load(export, os.path.join(dest, "catalog.duckdb"))
         fmt = os.path.join(dest, "FORMAT")
         fd = os.open(fmt, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, perms.FILE_MODE)
@@ -291,6 +286,27 @@ def restore(url: str, dest: str, settings: S3Settings | None = None,
                     bytes=sum(f["size"] for f in files))
 
 
+def _download(client: S3Store, key: str, path: str, shown: str) -> tuple[int, str]:
+    """Stream object ``key`` into the new file ``path``: (size, BLAKE3 hex) of what came."""
+    h = blake3.blake3()
+    size = 0
+    try:
+        with open(path, "xb") as f:
+            for block in obstore.get(client, key).stream(min_chunk_size=1 << 20):
+                block = bytes(block)
+                h.update(block)
+                f.write(block)
+                size += len(block)
+    except FileNotFoundError:
+        raise CatalogCopyError(errno.EIO, f"{shown}: missing") from None
+    return size, h.hexdigest()
+
+
+def _sql_path(path: str) -> str:
+    """``path`` as a SQL string literal."""
+    return "'" + path.replace("'", "''") + "'"
+
+
 def _load(export: str, path: str) -> None:
     """Create the DuckDB file ``path`` from an EXPORT DATABASE directory: its schema, then each
     table from its Parquet file (by name, not by the paths load.sql recorded at export)."""
@@ -300,8 +316,8 @@ def _load(export: str, path: str) -> None:
             db.execute(f.read())
         with open(os.path.join(export, "load.sql")) as f:
             load = f.read()
-        for table, fname in re.findall(r"COPY (\S+) FROM '[^']*/([^'/]+\.parquet)'", load):
-            db.execute(f"COPY {table} FROM '{os.path.join(export, fname)}' (FORMAT parquet)")
+        for table, fname in re.findall(r"COPY (\S+) FROM '.*/([^'/]+\.parquet)'", load):
+            db.execute(f"COPY {table} FROM {_sql_path(os.path.join(export, fname))} (FORMAT parquet)")
         db.execute("CHECKPOINT")
     finally:
         db.close()

@@ -184,3 +184,17 @@ def test_a_restored_store_has_the_format_line_of_a_store_on_object_storage():
     from cas.store import FORMAT_NAME, STORE_FORMAT_REMOTE
 
     assert FORMAT_LINE == f"{FORMAT_NAME} {STORE_FORMAT_REMOTE}\n"
+
+
+def test_paths_with_quotes(s3_bucket, s3_settings, tmp_path):
+    with Store.open(str(tmp_path / "it's"), create=True, chunks=f"s3://{s3_bucket}/q",
+                    s3=s3_settings) as store:
+        store.create_dataset("main")
+        _write(store.volume("main"), b"f", b"quoted")
+        store.commit()
+        info = ship(store, s3_settings)
+    dest = str(tmp_path / "re'stored")
+    restore(f"s3://{s3_bucket}/q/catalogs/{info.store_id}", dest, s3_settings)
+    with Store.open(dest, s3=s3_settings) as again:
+        vol = again.volume("main")
+        assert vol.read(vol.lookup(vol.root, b"f").ino, 0, 100) == b"quoted"
