@@ -179,6 +179,9 @@ class GroupCommit:
         self.path = path
         self.catalog = catalog
         self.chunks = chunks
+        #: delete a chunk as soon as no catalog row names it (False: leave it to gc, which
+        #: also knows the references of the store's catalog copies, cas/catalogcopy.py)
+        self.eager_delete = True
         self.chunk_size = catalog.chunk_size
         self.reserve_bytes = reserve_bytes
         self.max_file_size = 1 << 62
@@ -413,9 +416,10 @@ class GroupCommit:
     def gc_hashes(self, candidates: list[str]) -> int:
         """Delete candidate chunks that no catalog row and no pending write uses.
 
-        Nothing in a shared pool, where another store may use them: gc deletes those.
+        Nothing when ``eager_delete`` is off (a shared pool, where another store
+        may use them, or catalog copies that may name them): gc deletes those.
         """
-        if not candidates or self.chunks.shared:
+        if not candidates or not self.eager_delete:
             return 0
         n = 0
         try:

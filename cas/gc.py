@@ -45,6 +45,10 @@ re-upload objects older than ``cas.pool.TOUCH_AGE``). Times are compared by
 the object store's clock: the age of an object is measured against the time
 of the set just published.
 
+A store on object storage that ships catalog copies (cas/catalogcopy.py) also
+marks every chunk its copies in the bucket name (and publishes them in its set), holding ``Store.copy_lock``
+so that no copy is shipped between that mark and the end of the sweep.
+
 The commit lock is held only per sweep batch (one anti-join and up to
 ``batch`` unlinks), so commits and fsyncs keep flowing during a long gc.
 """
@@ -57,6 +61,7 @@ from typing import Callable, Protocol
 
 import structlog
 
+from .catalogcopy import copy_references
 from .views import read_cursor
 
 log = structlog.get_logger(__name__)
@@ -110,14 +115,35 @@ def collect(store, *, dry_run: bool = False, commit: bool = True, batch: int = 2
     report = GcReport(dry_run=dry_run)
     if commit:
         store.commit()
+    with store.copy_lock:  # no catalog copy appears unseen between the mark and the sweep
+        _collect(store, report, dry_run, batch, progress, force, grace)
+    report.seconds = time.monotonic() - t0
+    log.info("gc finished", dry_run=dry_run, scanned=report.chunks_scanned,
+             freed=report.chunks_freed, bytes_freed=report.bytes_freed,
+             skipped_in_flight=report.skipped_in_flight, kept_by_pool=report.kept_by_pool,
+             kept_young=report.kept_young, seconds=round(report.seconds, 3))
+    return report
+
+
+def store_references(store) -> set[str]:
+    """Every chunk ``store`` needs: its catalog's, and those of its catalog copies in the bucket.
+
+    A copy shipped before a file was deleted still names its chunks, and a
+    restore of it needs them (cas/catalogcopy.py). This is also the set a pool
+    member publishes (cas/pool.py).
+    """
+    return referenced_hashes(store.catalog) | copy_references(store)
+
+
+def _collect(store, report: GcReport, dry_run: bool, batch: int, progress: Progress | None,
+             force: bool, grace: float | None) -> None:
     chunks, catalog = store.chunks, store.catalog
     pool = getattr(store, "pool", None)
+    marked = store_references(store)
     if pool is None:
         listed = list_chunks(chunks, progress)
-        marked = referenced_hashes(catalog)
         candidates = [h for h in listed if h not in marked]
     else:
-        marked = referenced_hashes(catalog)
         pool.publish(marked)
         now = pool.published_at  # before the listing: an object listed later is not older
         others = pool.others_referenced(force=force)
@@ -162,9 +188,3 @@ def collect(store, *, dry_run: bool = False, commit: bool = True, batch: int = 2
                     report.skipped_in_flight += 1
         if progress:
             progress("sweep", len(part), total)
-    report.seconds = time.monotonic() - t0
-    log.info("gc finished", dry_run=dry_run, scanned=report.chunks_scanned,
-             freed=report.chunks_freed, bytes_freed=report.bytes_freed,
-             skipped_in_flight=report.skipped_in_flight, kept_by_pool=report.kept_by_pool,
-             kept_young=report.kept_young, seconds=round(report.seconds, 3))
-    return report

@@ -508,6 +508,11 @@ class S3Chunks(ChunkBase):
         """Delete leftover temporary files of the disk cache (the bucket has none)."""
         return self.cache.remove_temporaries()
 
+    @property
+    def settings(self) -> S3Settings:
+        """The endpoint, credentials and retry settings in use (catalog copies use them; never log them)."""
+        return self._settings
+
     def stats(self) -> ChunkStats:
         """Counters since open (see :class:`cas.chunkbackend.ChunkStats`)."""
         c = self.cache

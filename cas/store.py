@@ -23,8 +23,10 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import threading
 import time
 import zlib
+from typing import Callable
 
 import structlog
 
@@ -79,21 +81,33 @@ class Store:
             # beyond this many dirty inodes, mutating callers wait for a commit
             dirty_inodes_max=max(1000, max_inodes // 4),
             fsid=zlib.crc32(os.path.realpath(path).encode()))
+        # in a shared pool another member, or a catalog copy shipped earlier
+        # (cas/catalogcopy.py), may still name a chunk a commit drops: gc deletes those
+        self.commits.eager_delete = not chunks.shared
         self._volumes: dict[str, Volume] = {}
         self._snapshots = Snapshots(self)
         self._closed = False
         self._properties: Properties | None = None
+        #: called with the SnapshotInfo after each snapshot is created, in the creating thread,
+        #: before the creator returns: a hook must only note the event (e.g. wake the catalog
+        #: shipper), never do slow work; its exceptions are logged, never raised
+        self.snapshot_hooks: list[Callable[[SnapshotInfo], None]] = []
+        #: held while a catalog copy is shipped (cas/catalogcopy.py) and while gc marks and
+        #: sweeps: gc keeps the chunks of every copy that exists while it deletes
+        self.copy_lock = threading.Lock()
+        #: copy name -> the chunks its extents name (cas/catalogcopy.copy_references)
+        self.copy_references_cache: dict[str, frozenset[str]] = {}
         #: the chunk pool this store is a member of (cas/pool.py), None for local chunks
         self.pool: Pool | None = None
 
     def _join_pool(self, refresh: float | None, grace: float | None) -> None:
         """Give the store an id if it has none, register it in its pool and publish its set."""
-        from .gc import referenced_hashes
+        from .gc import store_references
         sid = self._catalog.meta.get(STORE_ID_KEY)
         if sid is None:
             sid = new_store_id()
             self._catalog.set_meta(STORE_ID_KEY, sid)
-        self.pool = Pool(self._chunks, sid, self.path, lambda: referenced_hashes(self._catalog),
+        self.pool = Pool(self._chunks, sid, self.path, lambda: store_references(self),
                          refresh_interval=REFRESH_INTERVAL if refresh is None else refresh,
                          grace=GRACE if grace is None else grace)
         # a dedup hit must refresh an object's time before another member's gc could
@@ -345,7 +359,13 @@ class Store:
     def create_snapshot(self, dataset: str, name: str) -> SnapshotInfo:
         """Snapshot ``dataset``'s live tree as ``name``: a barrier, O(dirty data)
         (EINVAL bad name, EEXIST taken, ENOENT no dataset)."""
-        return self._snapshots.create(dataset, name)
+        info = self._snapshots.create(dataset, name)
+        for hook in list(self.snapshot_hooks):
+            try:
+                hook(info)
+            except Exception:
+                log.exception("snapshot hook failed", snapshot=f"{dataset}@{name}")
+        return info
 
     def snapshots(self, dataset: str | None = None) -> list[SnapshotInfo]:
         """Snapshots of ``dataset`` (or of all datasets), in creation order."""

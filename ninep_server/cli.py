@@ -7,8 +7,8 @@ import os
 import sys
 
 from . import __version__
-from .commands import (dataset, fsck, gc, init, pool, scrub, serve, snapshot, stats, status,
-                       transfer, volume)
+from .commands import (catalog, dataset, fsck, gc, init, pool, restore, scrub, serve, snapshot,
+                       stats, status, transfer, volume)
 from .commands.common import CommandError
 from .logs import LEVELS, configure_logging
 
@@ -27,7 +27,7 @@ Quick start:
 Run "ninep COMMAND --help" for each command's options and examples.
 """
 
-COMMANDS = (init, serve, status, snapshot, dataset, volume, transfer, stats, gc, fsck, scrub, pool)
+COMMANDS = (init, serve, status, snapshot, dataset, volume, transfer, stats, gc, fsck, scrub, pool, catalog, restore)
 
 
 def build_parser() -> argparse.ArgumentParser:

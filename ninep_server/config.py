@@ -16,6 +16,9 @@ Example ``ninep.toml``::
     unix_socket_mode = "0600"
     commit_interval = 0.2          # seconds between group commits
     gc_interval = 3600             # seconds between background gc runs (0 = off)
+    catalog_copy_interval = 3600   # S3 stores: seconds between catalog copies to the bucket, besides
+                                   # one after every snapshot (0 = only after snapshots)
+    catalog_copy_keep = 24         # catalog copies kept in the bucket (the newest)
     export_unlisted = true         # serve datasets not listed below with defaults
     snapdir_hidden = false         # list /.snapshots in the root (it is reachable either way)
     free_space_reserve = "64M"     # writes get ENOSPC below this much free space: "256M", "1G", "5%"
@@ -213,6 +216,8 @@ class ServerConfig:
     unix_socket_mode: int = 0o600
     commit_interval: float = 0.2
     gc_interval: float = 3600.0
+    catalog_copy_interval: float = 3600.0  # S3 stores: seconds between catalog copies (0: after snapshots only)
+    catalog_copy_keep: int = 24  # newest catalog copies kept in the bucket
     snapdir_hidden: bool = False
     free_space_reserve: Reserve = Reserve()
     admin_socket: str | None = None  # None: <store>/admin.sock; "" disables it
@@ -253,6 +258,8 @@ _SERVER_KEYS = {
     "max_lock_waits_per_connection": int,
     "commit_interval": float,
     "gc_interval": float,
+    "catalog_copy_interval": float,
+    "catalog_copy_keep": int,
     "export_unlisted": bool,
     "snapdir_hidden": bool,
 }
@@ -264,6 +271,7 @@ _POSITIVE_KEYS = {
     "max_fids_per_connection",
     "max_requests_per_connection",
     "max_locks_per_connection",
+    "catalog_copy_keep",
 }
 _EXPORT_KEYS = {"read_only", "squash", "anon_uid", "anon_gid", "allow", "snapshot_admin", "groups", "schedule"}
 

@@ -19,6 +19,7 @@ from .admin.context import AdminContext
 from .admin.jobs import JobManager
 from .admin.operations import Operations
 from .admission import Admission
+from .catalogship import shipper_for
 from .config import ServerConfig
 from .context import HandlerContext, IoRunner, SessionContext
 from .locks import LockTable
@@ -63,6 +64,8 @@ class Server:
         self.jobs = JobManager()
         self._space_cache: tuple[float, tuple[int, int, float]] | None = None
         self._schedules_changed = trio.Event()
+        #: ships catalog copies to the bucket (stores on object storage only)
+        self.catalog_shipper = shipper_for(store, self.config)
         self.scheduler = SnapshotScheduler(self.namespace.create_snapshot, self.namespace.delete_snapshot,
                                            self.namespace.snapshot_names, time.time)
         self.admin = AdminContext(self.operations, self.namespace, self.jobs, self.metrics, self.config,
@@ -233,6 +236,8 @@ class Server:
                 nursery.start_soon(self._commit_loop)
                 nursery.start_soon(self._gc_loop)
                 nursery.start_soon(self._pool_loop)
+                if self.catalog_shipper is not None:
+                    await nursery.start(self.catalog_shipper.run)
                 self.jobs.bind(nursery)
                 nursery.start_soon(self.scheduler.run, self._schedules, lambda: self._schedules_changed)
                 if admin:
