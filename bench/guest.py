@@ -48,7 +48,13 @@ GUEST_BENCHES = {
     "rm_r": ("files/s", "rm -r of that directory"),
     "untar": ("files/s", "tar -x of a source tree"),
     "git_clone": ("files/s", "git clone of a local repository (files checked out)"),
+    "du_s": ("files/s", "du -s of the untarred tree"),
+    "ls_lR": ("files/s", "ls -lR of the untarred tree"),
+    "rm_tree": ("files/s", "rm -r of the untarred tree"),
 }
+
+#: the real-work sequence, reported as seconds per step and their total
+REAL_WORK = ("untar", "git_clone", "du_s", "ls_lR", "rm_tree")
 
 
 @dataclass
@@ -91,6 +97,13 @@ n=$(find $W/tar -type f | wc -l)
 a=$(now); git clone -q --no-hardlinks /tmp/repo $W/clone; b=$(now); report git_clone $a $b
 n=$(git -C $W/clone ls-files | wc -l)
 [ "$n" = "$GIT_FILES" ] || { echo "git clone: $n files, expected $GIT_FILES"; exit 1; }
+
+a=$(now); du -s $W/tar > /tmp/du.out; b=$(now); report du_s $a $b
+[ "$(cut -f1 /tmp/du.out)" -gt 0 ]
+a=$(now); n=$(ls -lR $W/tar | grep -c '^-'); b=$(now); report ls_lR $a $b
+[ "$n" = "$TAR_FILES" ] || { echo "ls -lR saw $n of $TAR_FILES files"; exit 1; }
+a=$(now); rm -r $W/tar; b=$(now); report rm_tree $a $b
+[ ! -e $W/tar ] || { echo "rm -r left $W/tar"; exit 1; }
 echo "@@BENCH-DONE@@"
 """
 
@@ -142,7 +155,8 @@ class GuestInputs:
         s = self.sizes
         return {"seq_write": s.seq_mib * MiB / 1e6, "seq_read": s.seq_mib * MiB / 1e6,
                 "create": s.small, "ls_l": s.small, "rm_r": s.small,
-                "untar": self.tar_files, "git_clone": self.git_files}
+                "untar": self.tar_files, "git_clone": self.git_files,
+                "du_s": self.tar_files, "ls_lR": self.tar_files, "rm_tree": self.tar_files}
 
 
 def run_target(target: str, inputs: GuestInputs, base: str | None = None,

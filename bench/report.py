@@ -91,6 +91,28 @@ def paired_ratios(results: dict, section: str, bench: str, num: str, den: str) -
     return [a / b for a, b in zip(row.get(num, []), row.get(den, []))]
 
 
+def real_work_seconds(results: dict, target: str) -> dict[str, list[float]]:
+    """Seconds of each real-work step per repetition for a guest target, plus "total"."""
+    gs = results.get("guest_sizes", {})
+    amount = {"git_clone": gs.get("git_files")}
+    out: dict[str, list[float]] = {}
+    for step in guest.REAL_WORK:
+        rates = results.get("guest", {}).get(step, {}).get(target, [])
+        out[step] = [(amount.get(step) or gs["tar_files"]) / r for r in rates]
+    reps = min((len(v) for v in out.values()), default=0)
+    out["total"] = [sum(out[s][i] for s in guest.REAL_WORK) for i in range(reps)]
+    return out
+
+
+def real_work_ratio(results: dict, num: str = "ninep-64k", den: str = "diod") -> float | None:
+    """Median total real-work time of ``num`` over ``den`` (lower is better)."""
+    a = real_work_seconds(results, num)["total"]
+    b = real_work_seconds(results, den)["total"]
+    if not a or not b:
+        return None
+    return statistics.median(a) / statistics.median(b)
+
+
 def snapshot_ratio(results: dict) -> float | None:
     s = results.get("snapshots")
     if not s:
@@ -130,7 +152,7 @@ def check_complete(results: dict) -> None:
 def _status(val: float | None, op: str, thr: float) -> str:
     if val is None:
         return "not run"
-    ok = val >= thr if op == ">=" else val < thr
+    ok = {">=": val >= thr, "<=": val <= thr, "<": val < thr}[op]
     return "met" if ok else "**missed**"
 
 
@@ -175,6 +197,10 @@ def markdown(results: dict, chart: str | None = None) -> str:
         a, b = pjd["ninep"]["passed"], pjd["diod"]["passed"]
         L.append(f"| pjdfstest cases passed (ninep/diod) | {a:,} / {b:,} | ninep > diod | "
                  f"{'met' if a > b else '**missed**'} |")
+    rw = real_work_ratio(results)
+    L.append(f"| guest real work, total time (ninep-64k/diod, lower is better) | "
+             f"{'–' if rw is None else f'{rw:.2f}'} | <= 0.9 | "
+             f"{_status(rw, '<=', 0.9)} |")
     sr = snapshot_ratio(results)
     L.append(f"| snapshot creation, largest/smallest tree | "
              f"{'–' if sr is None else f'{sr:.2f}'} | < 2 | {_status(sr, '<', 2)} |")
@@ -221,6 +247,19 @@ def markdown(results: dict, chart: str | None = None) -> str:
                 pr = paired_ratios(results, "guest", name, n, "diod")
                 rats.append("–" if r is None else f"{r:.2f} [{min(pr):.2f}–{max(pr):.2f}]")
             L.append(f"| {desc} | {unit} | " + " | ".join(cells) + " | " + " | ".join(rats) + " |")
+        L.append("")
+        L.append("Real work, seconds (lower is better): the untar, git clone, du -s, ls -lR "
+                 "and rm -r steps above, in sequence in one boot.")
+        L.append("")
+        L.append("| step | " + " | ".join(names) + " | ninep-64k/diod |")
+        L.append("|---|" + "---|" * len(names) + "---|")
+        secs = {n: real_work_seconds(results, n) for n in names}
+        for step in (*guest.REAL_WORK, "total"):
+            cells = [cell(secs[n][step]) for n in names]
+            a, b = secs["ninep-64k"][step], secs["diod"][step]
+            rs = f"{statistics.median(a) / statistics.median(b):.2f}" if a and b else "–"
+            L.append(f"| {'**total**' if step == 'total' else step} | " + " | ".join(cells)
+                     + f" | {rs} |")
         L.append("")
 
     if pjd:
