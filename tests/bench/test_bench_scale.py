@@ -44,11 +44,16 @@ def test_layout_puts_the_wide_directory_first_and_counts_every_file():
 def test_per_file_ratio_is_cost_per_file_largest_over_smallest():
     from bench.scale import per_file_ratio
 
-    small, big = {"files": 10, "rate": 100.0, "t": 1.0}, {"files": 1000, "rate": 50.0, "t": 300.0}
+    small = {"files": 10, "rate": 100.0, "t": 1.0, "cli_start_s": 0.5}
+    big = {"files": 1000, "rate": 50.0, "t": 300.0, "cli_start_s": 0.5}
     assert per_file_ratio("rate", small, big, "rate") == 2.0          # half the rate: twice the cost
     assert per_file_ratio("time_per_file", small, big, "t") == pytest.approx(3.0)   # 0.3 s against 0.1 s per file
     assert per_file_ratio("constant", small, big, "t") == 300.0
     assert per_file_ratio(None, small, big, "t") is None
+    small.update(import_s=0.6, fsck_s=1.5)                            # 0.1 s, 1.0 s net of the CLI
+    big.update(import_s=20.5, fsck_s=50.5)
+    assert per_file_ratio("rate", small, big, "import_per_s") == pytest.approx(2.0)
+    assert per_file_ratio("time_per_file", small, big, "fsck_s") == pytest.approx(0.5)
 
 
 def _guest_results(ninep_s: float, diod_s: float) -> dict:
