@@ -302,3 +302,23 @@ def test_a_dedup_hit_on_an_old_object_refreshes_its_time(pool, s3_bucket):
     assert modified() > first                      # old: uploaded again, same bytes
     assert a.chunks.get(h) == data
     assert a.chunks.stats().uploads == 1           # counted as a dedup hit, not an upload
+
+
+def test_a_members_catalog_copies_keep_their_chunks_from_every_members_gc(pool, s3_bucket):
+    """A chunk that only a's catalog copy still names (the file was deleted after the
+    copy) is in a's published set: b's gc keeps it, and a's own gc too."""
+    from cas import catalogcopy
+
+    a, b = pool
+    data = os.urandom(MiB)
+    _write(a, b"doomed", data)
+    catalogcopy.ship(a)
+    vol = a.volume("main")
+    vol.unlink(vol.root, b"doomed")
+    a.commit()
+    published = a.pool.publish()                        # what a's server would publish
+    assert published.count == 1                         # the catalog names nothing now
+    report = gcmod.collect(b)
+    assert report.chunks_freed == 0 and report.kept_by_pool == 1
+    assert gcmod.collect(a).chunks_freed == 0
+    assert len(chunk_keys(bucket(s3_bucket), "pool")) == 1
