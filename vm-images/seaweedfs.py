@@ -26,6 +26,9 @@ from pathlib import Path
 
 from hostserver import ServerStartError, free_port
 
+#: size limit of one SeaweedFS volume (MB) and how many volumes the server may hold
+VOLUME_MB = 256
+MAX_VOLUMES = 2000
 ACCESS_KEY = "ninep-test-key"
 SECRET_KEY = "ninep-test-secret"
 REGION = "us-east-1"
@@ -86,7 +89,11 @@ class SeaweedFS:
                 self.ports = {flag: free_port() for flag in _PORT_FLAGS}
             args = [binary, "mini", f"-dir={self.data_dir}", "-ip=127.0.0.1",
                     "-ip.bind=127.0.0.1", "-admin.ui=false",
-                    "-s3.port.iceberg=0", "-s3.port.lance=0"]
+                    "-s3.port.iceberg=0", "-s3.port.lance=0",
+                    # every bucket is a collection with volumes of its own; by default
+                    # the volume count is derived from free disk at 1 GB a volume, and a
+                    # test session's buckets (one per test) ran out of them at ~60
+                    f"-master.volumeSizeLimitMB={VOLUME_MB}", f"-volume.max={MAX_VOLUMES}"]
             args += [f"-{flag}={port}" for flag, port in self.ports.items()]
             env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
             with open(self.log_path, "ab") as log:
