@@ -55,6 +55,8 @@ The commit lock is held only per sweep batch (one anti-join and up to
 
 from __future__ import annotations
 
+import errno
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -62,6 +64,7 @@ from typing import Callable, Protocol
 import structlog
 
 from .catalogcopy import copy_references
+from .errors import FsError
 from .views import read_cursor
 
 log = structlog.get_logger(__name__)
@@ -111,6 +114,9 @@ def collect(store, *, dry_run: bool = False, commit: bool = True, batch: int = 2
     (default: the pool's, ``Store.open(pool_grace=...)``) and ``force`` proceeds past stale members
     (otherwise :class:`cas.pool.PoolStaleError`).
     """
+    if grace is not None and not (math.isfinite(grace) and grace >= 0):
+        # a NaN would make every object old enough to delete
+        raise FsError(errno.EINVAL, f"grace must be a number of seconds >= 0, not {grace!r}")
     t0 = time.monotonic()
     report = GcReport(dry_run=dry_run)
     if commit:

@@ -60,6 +60,7 @@ Example ``ninep.toml``::
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -316,8 +317,11 @@ def parse_config(data: dict, source: str = "config") -> ServerConfig:
                 raise ConfigError(f"{source}: server.chunks: {exc}") from None
         elif key in _SERVER_KEYS:
             want = _SERVER_KEYS[key]
-            if not isinstance(value, want) and not (want is float and isinstance(value, int)):
+            if not isinstance(value, want) and not (want is float and isinstance(value, int)) \
+                    or (want is not bool and isinstance(value, bool)):
                 raise ConfigError(f"{source}: server.{key} must be {want.__name__}")
+            if want is float and not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"{source}: server.{key} must be a finite number >= 0")
             kwargs[key] = want(value)
             if key in _POSITIVE_KEYS and not value > 0:
                 raise ConfigError(f"{source}: server.{key} must be positive")
@@ -406,8 +410,8 @@ def _parse_s3(table, source: str) -> S3Config:
     for key in ("pool_refresh", "pool_grace"):
         if key in table:
             v = table[key]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or (
-                    key == "pool_refresh" and v == 0):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or v < 0 or (key == "pool_refresh" and v == 0):
                 raise ConfigError(f"{source}: s3.{key} must be a number of seconds"
                                   f"{' > 0' if key == 'pool_refresh' else ' >= 0'}")
             out[key] = float(v)

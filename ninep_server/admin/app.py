@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import math
 import os
 import socket
 
@@ -189,7 +190,7 @@ def create_app(ctx: AdminContext, *, token: str | None = None) -> Starlette:
         if kind == "gc":
             dry_run, force = bool(body.get("dry_run", False)), bool(body.get("force", False))
             grace = body.get("grace")
-            if grace is not None and grace < 0:
+            if grace is not None and not (math.isfinite(grace) and grace >= 0):
                 raise ApiError(400, "bad_request", "grace must be a number of seconds >= 0")
             return {"dry_run": dry_run, "force": force, "grace": grace}, \
                 lambda ops, progress: ops.gc(dry_run=dry_run, progress=progress, force=force,
@@ -258,6 +259,8 @@ def create_app(ctx: AdminContext, *, token: str | None = None) -> Starlette:
                 want = _JOB_FIELDS.get(key)
                 if want is None:
                     raise bad_request(f"unknown field {key!r}")
+                if want is float and isinstance(value, int) and not isinstance(value, bool):
+                    value = body[key] = float(value)  # JSON has one number type
                 if not isinstance(value, want):
                     raise bad_request(f"field {key!r} must be a {want.__name__}")
             kind = _str_field(body, "kind")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from .backend import backend
 from cas.pool import PoolStaleError
 
@@ -42,8 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args) -> int:
-    if args.grace is not None and args.grace < 0:
-        raise CommandError("--grace must be >= 0")
+    if args.grace is not None and not (math.isfinite(args.grace) and args.grace >= 0):
+        raise CommandError("--grace must be a number of seconds >= 0")
     try:
         with backend(args) as be, progress_callback("gc", bytes_unit=False) as progress:
             result = be.gc(dry_run=args.dry_run, progress=progress, force=args.force,

@@ -131,6 +131,17 @@ async def test_jobs_gc_scrub_fsck_import_export(live, api, tmp_path):
     assert_error(await api.get("/v1/jobs/gc-999"), 404, "not_found")
 
 
+async def test_gc_job_grace_takes_any_finite_json_number_and_refuses_the_rest(live, api):
+    """JSON has one number type: a grace of 1 is 1.0 s. NaN, infinities, negative
+    numbers and booleans are refused: a NaN grace would make every object old enough."""
+    job = await _wait_job(api, (await api.post("/v1/jobs", json={"kind": "gc", "grace": 1})).json())
+    assert job["state"] == "succeeded", job
+    for raw in ('{"kind": "gc", "grace": NaN}', '{"kind": "gc", "grace": Infinity}',
+                '{"kind": "gc", "grace": -1}', '{"kind": "gc", "grace": true}'):
+        r = await api.post("/v1/jobs", content=raw, headers={"content-type": "application/json"})
+        assert r.status_code == 400, (raw, r.text)
+
+
 async def test_stats(live, api):
     async with live.connect() as c:
         payload = os.urandom(300_000)

@@ -322,3 +322,11 @@ def test_a_members_catalog_copies_keep_their_chunks_from_every_members_gc(pool, 
     assert report.chunks_freed == 0 and report.kept_by_pool == 1
     assert gcmod.collect(a).chunks_freed == 0
     assert len(chunk_keys(bucket(s3_bucket), "pool")) == 1
+
+
+@pytest.mark.parametrize("grace", [float("nan"), float("inf"), -1.0])
+def test_gc_refuses_a_grace_that_is_not_a_finite_number_of_seconds(pool, grace):
+    a, _ = pool
+    with pytest.raises(FsError) as ei:
+        gcmod.collect(a, grace=grace)
+    assert ei.value.errno == errno.EINVAL

@@ -36,6 +36,8 @@ def test_s3_table_and_chunks_are_parsed():
     ({"s3": {"pool_refresh": 0}}, "s3.pool_refresh must be a number of seconds > 0"),
     ({"s3": {"pool_grace": -1}}, "s3.pool_grace must be a number of seconds >= 0"),
     ({"s3": {"pool_grace": "1h"}}, "s3.pool_grace must be a number of seconds >= 0"),
+    ({"s3": {"pool_grace": float("nan")}}, "s3.pool_grace must be a number of seconds >= 0"),
+    ({"s3": {"pool_refresh": float("inf")}}, "s3.pool_refresh must be a number of seconds > 0"),
     ({"server": {"chunks": "/var/chunks"}}, "server.chunks: a chunk location is s3://BUCKET/PREFIX"),
     ({"server": {"chunks": "s3://Upper/x"}}, "server.chunks: a chunk location is s3://BUCKET/PREFIX"),
 ])
@@ -109,3 +111,13 @@ def test_help_teaches_the_object_storage_options():
     assert "--chunks s3://BUCKET/PREFIX" in serve and "[s3] cache_size" in serve and "EIO" in serve
     stats = ninep("stats", "--help").stdout
     assert "--config FILE" in stats and "[s3]" in stats
+
+
+@pytest.mark.parametrize("key, value", [
+    ("commit_interval", float("nan")), ("gc_interval", float("inf")),
+    ("catalog_copy_interval", -1.0), ("commit_interval", True), ("catalog_copy_keep", 0),
+])
+def test_server_numbers_must_be_finite_and_not_negative(key, value):
+    with pytest.raises(ConfigError) as exc:
+        parse_config({"server": {key: value}})
+    assert f"server.{key}" in str(exc.value)
