@@ -55,6 +55,7 @@ The commit lock is held only per sweep batch (one anti-join and up to
 
 from __future__ import annotations
 
+import errno
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
@@ -62,6 +63,7 @@ from typing import Callable, Protocol
 import structlog
 
 from .catalogcopy import copy_references
+from .errors import FsError
 from .views import read_cursor
 
 log = structlog.get_logger(__name__)
@@ -111,6 +113,10 @@ def collect(store, *, dry_run: bool = False, commit: bool = True, batch: int = 2
     (default: the pool's, ``Store.open(pool_grace=...)``) and ``force`` proceeds past stale members
     (otherwise :class:`cas.pool.PoolStaleError`).
     """
+    if getattr(store, "replica", False):
+        # its catalog is a copy of another store's: chunks it does not name are not garbage
+        raise FsError(errno.EROFS, f"{store.path}: gc never runs on a read-only replica's working "
+                      f"copy; run it on the store it replicates")
     t0 = time.monotonic()
     report = GcReport(dry_run=dry_run)
     if commit:

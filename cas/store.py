@@ -98,7 +98,11 @@ class Store:
         #: copy name -> the chunks its extents name (cas/catalogcopy.copy_references)
         self.copy_references_cache: dict[str, frozenset[str]] = {}
         #: the chunk pool this store is a member of (cas/pool.py), None for local chunks
+        #: and for a replica's working copy
         self.pool: Pool | None = None
+        #: a read-only replica's working copy (``Store.open(replica=True)``): never a pool
+        #: member under the catalog's store id, never shipped, never collected
+        self.replica = False
 
     def _join_pool(self, refresh: float | None, grace: float | None) -> None:
         """Give the store an id if it has none, register it in its pool and publish its set."""
@@ -135,7 +139,8 @@ class Store:
              commit_interval: float = 0.2, dirty_bytes: int | None = None,
              duckdb_memory: str = "96MB", *, chunks: str | None = None,
              s3: S3Settings | None = None, chunk_cache_bytes: int | None = None,
-             pool_refresh: float | None = None, pool_grace: float | None = None) -> "Store":
+             pool_refresh: float | None = None, pool_grace: float | None = None,
+             replica: bool = False) -> "Store":
         """Open (or with ``create=True`` create) the store at ``path``.
 
         ``cache_bytes`` bounds the metadata cache, ``reserve_bytes`` is the free
@@ -158,6 +163,11 @@ class Store:
         registers and publishes its chunk set at open; ``pool_refresh`` is the
         interval the server republishes at (default 10 min), ``pool_grace``
         gc's grace period for unreferenced objects (default 1 h).
+
+        ``replica=True`` opens the working copy of a read-only replica (a catalog
+        copy restored by cas/replicacopy.py): its catalog's store id is the
+        primary's, so it neither registers nor publishes (the replica does, under
+        its own id), and gc and catalog shipping refuse it (EROFS).
         """
         want = chunkopen.normalize(chunks)
         fmt_path = os.path.join(path, "FORMAT")
@@ -231,8 +241,9 @@ class Store:
         store = cls(path, catalog, backend, lockfd, cache_bytes=cache_bytes,
                     reserve_bytes=reserve_bytes, commit_interval=commit_interval,
                     dirty_bytes=dirty_bytes)
+        store.replica = replica
         store.commits.gc_hashes(catalog.remove_orphans())
-        if backend.shared:
+        if backend.shared and not replica:
             try:
                 store._join_pool(pool_refresh, pool_grace)
             except BaseException:
