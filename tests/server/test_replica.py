@@ -326,3 +326,51 @@ def test_replica_without_copies_says_so(s3_bucket, tmp_path):
 def test_replica_options_need_replica(tmp_path, args):
     r = ninep("serve", "--store", tmp_path / "s", *args)
     assert r.returncode == 1 and "go with --replica" in r.stderr
+
+
+def test_readme_replica_commands(s3_bucket, tmp_path):
+    """The README's `ci: replica` block, line by line, beside a primary that shipped a copy (its
+    bucket renamed to a fresh one, serve on a free port with a working directory under tmp)."""
+    import shlex
+
+    from ..readme_blocks import blocks
+    from .s3util import ROOT
+
+    store, primary = _primary(tmp_path, s3_bucket, "ninep", "[server]\ncatalog_copy_interval = 0\n")
+    try:
+        primary.call(_writer({"kept": b"in the copy\n"}))
+        assert ninep("snapshot", "create", "main@one", "--store", store).returncode == 0
+        _wait_for(lambda: _manifests(s3_bucket, "ninep"), what="a catalog copy")
+    finally:
+        assert primary.stop() == 0
+    replica, rid, ran = None, None, []
+    try:
+        for line in blocks((ROOT / "README.md").read_text())["replica"].splitlines():
+            words = shlex.split(line, comments=True)
+            if not words:
+                continue
+            args = [w.replace("my-bucket", s3_bucket) for w in words]
+            assert args[0] == "ninep", line
+            ran.append(" ".join(args[1:3]))
+            if args[1] == "serve":
+                i = args.index("--listen")
+                del args[i:i + 2]
+                replica = ReplicaProc(tmp_path, *args[3:4], *args[4:])
+                rid = replica.replica_id()
+                assert replica.call(_reader(["kept", ".snapshots/one/kept"])) == {
+                    "kept": b"in the copy\n", ".snapshots/one/kept": b"in the copy\n"}
+                continue
+            if args[1:3] == ["pool", "forget"]:
+                assert replica.stop() == 0
+                replica = None
+                args[-1] = rid
+            r = ninep(*args[1:])
+            assert r.returncode == 0, (line, r.stdout, r.stderr)
+            if args[1:3] == ["pool", "list"]:
+                assert f"{rid}" in r.stdout and "(replica)" in r.stdout, r.stdout
+    finally:
+        if replica is not None:
+            replica.stop()
+    assert ran == ["serve --replica", "pool list", "pool forget"]
+    members = json.loads(ninep("pool", "list", f"s3://{s3_bucket}/ninep", "--json").stdout)
+    assert rid not in {m["id"] for m in members} and len(members) == 1
