@@ -11,7 +11,8 @@ it serves (docs/format.md, "Read-only replicas")::
     WORKDIR/lock                  flock'ed while a replica runs on it
     WORKDIR/replica-id            the replica's id in the pool (32 hex digits), kept across restarts
     WORKDIR/pool-cache/           the pool client's (empty) chunk cache
-    WORKDIR/copies/<copy name>/   a working copy: a store directory restored from that copy
+    WORKDIR/copies/<copy name>/   a working copy: a store directory restored from that copy,
+                                  marked by a REPLICA file (only Store.open(replica=True) opens it)
 
 The replica writes nothing to the bucket but its registry record and its
 published sets; working copies are local and disposable.
@@ -31,7 +32,7 @@ from . import catalogcopy, perms
 from .errors import FsError, StoreLockedError
 from .pool import GRACE, REFRESH_INTERVAL, ROLE_REPLICA, Pool, new_store_id
 from .s3config import S3Settings
-from .store import Store
+from .store import REPLICA_MARKER, Store
 
 log = structlog.get_logger(__name__)
 
@@ -154,8 +155,12 @@ class WorkingCopies:
         if os.path.dirname(os.path.normpath(dest)) != os.path.join(self.workdir, COPIES):
             raise FsError(errno.EINVAL, f"bad copy name {name!r}")
         shutil.rmtree(dest, ignore_errors=True)
-        info = catalogcopy.restore(self.url, dest, self.settings, copy=name)
         try:
+            info = catalogcopy.restore(self.url, dest, self.settings, copy=name)
+            fd = os.open(os.path.join(dest, REPLICA_MARKER), os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                         | os.O_CLOEXEC, perms.FILE_MODE)
+            with open(fd, "w") as f:
+                f.write(f"a working copy of {info.url}, served by a read-only replica\n")
             store = Store.open(dest, replica=True, s3=self.settings,
                                chunk_cache_bytes=self.chunk_cache_bytes)
         except BaseException:

@@ -53,6 +53,9 @@ FORMAT_NAME = "ninep-store"
 #: says where), so that code older than object storage refuses such a store
 STORE_FORMAT = 1
 STORE_FORMAT_REMOTE = 2
+#: a file that marks a read-only replica's working copy (cas/replicacopy.py): it holds
+#: another store's catalog and id, so only ``Store.open(replica=True)`` opens it
+REPLICA_MARKER = "REPLICA"
 #: catalog meta key of a pool member's store id (cas/pool.py)
 STORE_ID_KEY = "store_id"
 INODE_COST = 2560  # bytes per cached inode: ~1.5 KB RSS growth measured per cached file, plus slack
@@ -170,6 +173,11 @@ class Store:
         its own id), and gc and catalog shipping refuse it (EROFS).
         """
         want = chunkopen.normalize(chunks)
+        if not replica and os.path.exists(os.path.join(path, REPLICA_MARKER)):
+            raise StoreFormatError(
+                f"{path}: a read-only replica's working copy of another store's catalog; it is "
+                f"served by `ninep serve --replica`, never as a store (to get a writable store "
+                f"from the bucket, use `ninep restore`)")
         fmt_path = os.path.join(path, "FORMAT")
         if not os.path.exists(fmt_path):
             if not create:

@@ -41,6 +41,8 @@ def test_checkout_serves_the_copy_read_only_and_publishes_its_chunks(primary, tm
         store = copies.checkout(name)
         try:
             assert store.replica and store.pool is None
+            with pytest.raises(StoreFormatError, match="replica's working copy"):
+                Store.open(store.path)           # not as a store: it holds the primary's id
             snap = store.snapshot_volume("main", "one")
             assert snap.getattr(snap.lookup(snap.root, b"a").ino).size == 2 * MiB + 5
             want = {r[0] for r in store.catalog.query("SELECT DISTINCT hash FROM extents")}
