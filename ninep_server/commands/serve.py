@@ -35,7 +35,8 @@ Read-only replica: `--replica s3://BUCKET/PREFIX` serves, on another host, the
 snapshots (and the live tree as of the copy) of a store whose chunks are
 there, read-only, from the newest catalog copy it shipped (add --store-id when
 several stores ship copies under PREFIX). --store is then the replica's
-working directory (default: ~/.cache/ninep/replicas/<hash of the source>).
+working directory (default: $XDG_CACHE_HOME or ~/.cache, then
+ninep/replicas/<hash of the source>).
 It looks for a newer copy every --replica-poll seconds (default 60) and moves
 to it without disconnecting clients. It registers in the chunk pool as a
 replica and publishes the chunks its copy names, so the primary's gc keeps
