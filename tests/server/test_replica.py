@@ -98,15 +98,6 @@ def _listing(path: str):
     return go
 
 
-def _errno_of(fn) -> int | None:
-    """The errno a client call fails with (None: it succeeded)."""
-    try:
-        fn()
-    except NinepError as exc:
-        return exc.errno
-    return None
-
-
 def _primary(tmp_path: Path, bucket: str, prefix: str, config: str) -> tuple[Path, Serve]:
     store = tmp_path / "primary"
     r = ninep("init", store, "--chunks", f"s3://{bucket}/{prefix}", "--chunk-size", "64K")
