@@ -113,6 +113,9 @@ def ship(store, settings: S3Settings | None = None, keep: int = KEEP) -> CopyInf
     """
     if keep < 1:
         raise ValueError("keep must be at least 1")
+    if getattr(store, "replica", False):
+        raise FsError(errno.EROFS, f"{store.path}: the working copy of a read-only replica is "
+                      f"never shipped; only the store it replicates ships copies")
     location = store.chunks.location
     if not location.startswith("s3://"):
         raise FsError(errno.EINVAL, f"{store.path}: its chunks are local; catalog copies go to "
@@ -334,25 +337,42 @@ def copy_references(store, settings: S3Settings | None = None) -> set[str]:
     for gone in set(cache) - set(complete):
         del cache[gone]
     for name in complete:
-        if name in cache:
-            out |= cache[name]
-            continue
-        where = f"s3://{bucket}/{_join(base, name)}"
-        manifest = json.loads(bytes(obstore.get(client, _join(base, name, MANIFEST)).bytes()))
-        entry = next((f for f in manifest["files"] if f["name"] == "extents.parquet"), None)
-        if entry is None:
-            raise CatalogCopyError(errno.EIO, f"{where}: the manifest names no extents.parquet")
-        data = bytes(obstore.get(client, _join(base, name, entry["name"])).bytes())
-        if len(data) != entry["size"] or blake3.blake3(data).hexdigest() != entry["blake3"]:
-            raise CatalogCopyError(errno.EIO, f"{where}/extents.parquet is damaged")
-        with tempfile.NamedTemporaryFile(suffix=".parquet", dir=store.path) as f:
-            f.write(data)
-            f.flush()
-            db = duckdb.connect()
-            try:
-                cache[name] = frozenset(r[0] for r in db.execute(
-                    "SELECT DISTINCT hash FROM read_parquet(?)", [f.name]).fetchall())
-            finally:
-                db.close()
+        if name not in cache:
+            cache[name] = _extent_hashes(client, bucket, base, name, store.path)
         out |= cache[name]
     return out
+
+
+def copy_hashes(url: str, name: str, settings: S3Settings | None = None,
+                tmpdir: str | None = None) -> frozenset[str]:
+    """The chunk hashes the extents of copy ``name`` under ``url``
+    (``s3://BUCKET/PREFIX/catalogs/<id>``) name: what a replica serving that copy reads
+    (docs/format.md, "Read-only replicas"). Its ``extents.parquet`` is verified against its
+    manifest; ``tmpdir`` holds it meanwhile."""
+    client, bucket, base = _bucket(url, settings)
+    return _extent_hashes(client, bucket, base, name, tmpdir)
+
+
+def _extent_hashes(client: S3Store, bucket: str, base: str, name: str,
+                   tmpdir: str | None) -> frozenset[str]:
+    """The distinct hashes of copy ``name``'s verified ``extents.parquet``."""
+    where = f"s3://{bucket}/{_join(base, name)}"
+    try:
+        manifest = json.loads(bytes(obstore.get(client, _join(base, name, MANIFEST)).bytes()))
+    except FileNotFoundError:
+        raise CatalogCopyError(errno.ENOENT, f"{where}: no such complete copy") from None
+    entry = next((f for f in manifest["files"] if f["name"] == "extents.parquet"), None)
+    if entry is None:
+        raise CatalogCopyError(errno.EIO, f"{where}: the manifest names no extents.parquet")
+    data = bytes(obstore.get(client, _join(base, name, entry["name"])).bytes())
+    if len(data) != entry["size"] or blake3.blake3(data).hexdigest() != entry["blake3"]:
+        raise CatalogCopyError(errno.EIO, f"{where}/extents.parquet is damaged")
+    with tempfile.NamedTemporaryFile(suffix=".parquet", dir=tmpdir) as f:
+        f.write(data)
+        f.flush()
+        db = duckdb.connect()
+        try:
+            return frozenset(r[0] for r in db.execute(
+                "SELECT DISTINCT hash FROM read_parquet(?)", [f.name]).fetchall())
+        finally:
+            db.close()

@@ -117,6 +117,10 @@ def collect(store, *, dry_run: bool = False, commit: bool = True, batch: int = 2
     if grace is not None and not (math.isfinite(grace) and grace >= 0):
         # a NaN would make every object old enough to delete
         raise FsError(errno.EINVAL, f"grace must be a number of seconds >= 0, not {grace!r}")
+    if getattr(store, "replica", False):
+        # its catalog is a copy of another store's: chunks it does not name are not garbage
+        raise FsError(errno.EROFS, f"{store.path}: gc never runs on a read-only replica's working "
+                      f"copy; run it on the store it replicates")
     t0 = time.monotonic()
     report = GcReport(dry_run=dry_run)
     if commit:

@@ -4,7 +4,7 @@ Every store whose chunks are on object storage is a member of the pool at
 its prefix. It registers itself and publishes the set of chunk hashes its
 catalog references (every dataset and snapshot)::
 
-    PREFIX/pool/stores/<id>.json        the member's registry record (JSON, format 1)
+    PREFIX/pool/stores/<id>.json        the member's registry record (JSON, format 2)
     PREFIX/pool/refs/<id>/<sequence>    a published set (binary, format 1)
 
 A record names the member's latest set; a set is written first, then the
@@ -43,8 +43,12 @@ from .errors import StoreFormatError
 
 log = structlog.get_logger(__name__)
 
-#: version of a registry record
-RECORD_FORMAT = 1
+#: version of a registry record (2 added ``role``; version 1 records read as role "store")
+RECORD_FORMAT = 2
+_RECORD_FORMATS = (1, 2)
+#: roles of a member: a store that writes chunks, or a read-only replica that only reads them
+ROLE_STORE = "store"
+ROLE_REPLICA = "replica"
 #: version of a published set
 REFS_FORMAT = 1
 REFS_MAGIC = b"NINEPREF"
@@ -103,6 +107,7 @@ class Member:
     count: int = 0              # hashes in it
     size: int = 0               # bytes of the object
     format: int = RECORD_FORMAT
+    role: str = ROLE_STORE      # ROLE_STORE, or ROLE_REPLICA (ninep serve --replica)
 
     def age(self, now: float | None = None) -> float:
         """Seconds since its latest set was published (since creation if never)."""
@@ -112,9 +117,9 @@ class Member:
     def parse(cls, data: bytes, key: str) -> "Member":
         try:
             doc = json.loads(data)
-            if doc.get("format") != RECORD_FORMAT:
+            if doc.get("format") not in _RECORD_FORMATS:
                 raise StoreFormatError(f"{key}: registry record format {doc.get('format')}, "
-                                       f"this code reads {RECORD_FORMAT}")
+                                       f"this code reads {' and '.join(map(str, _RECORD_FORMATS))}")
             return cls(**doc)
         except (ValueError, TypeError) as exc:
             raise StoreFormatError(f"{key}: not a registry record: {exc}") from None
@@ -125,14 +130,18 @@ class Pool:
 
     ``hashes()`` returns this store's referenced chunks (called by :meth:`publish`).
     ``store_id`` None: a tool that lists or forgets members without being one.
+    ``role``: what the member is (:data:`ROLE_STORE`, or :data:`ROLE_REPLICA` for a
+    read-only replica, which publishes the chunks of the catalog copy it serves).
     ``refresh_interval``: seconds between publications (the staleness bound is
     :data:`STALE_FACTOR` times it); ``grace``: gc's grace period.
     """
 
     def __init__(self, objects, store_id: str | None = None, path: str = "",
                  hashes: Callable[[], set[str]] | None = None, *,
-                 refresh_interval: float = REFRESH_INTERVAL, grace: float = GRACE):
+                 refresh_interval: float = REFRESH_INTERVAL, grace: float = GRACE,
+                 role: str = ROLE_STORE):
         self.objects = objects
+        self.role = role
         self.store_id = store_id
         self.path = path
         self._hashes = hashes
@@ -163,6 +172,7 @@ class Pool:
         return sorted(out, key=lambda m: m.created)
 
     def _write(self, m: Member) -> None:
+        m.format, m.role = RECORD_FORMAT, self.role
         self.objects.write_object(self._record_key(m.id),
                                   json.dumps(asdict(m), sort_keys=True).encode())
 
@@ -171,9 +181,9 @@ class Pool:
         m = self.member(self.store_id)
         if m is None:
             m = Member(id=self.store_id, host=socket.gethostname(),
-                       path=os.path.realpath(self.path), created=time.time())
+                       path=os.path.realpath(self.path), created=time.time(), role=self.role)
             self._write(m)
-            log.info("store joined the chunk pool", store_id=self.store_id,
+            log.info("store joined the chunk pool", store_id=self.store_id, role=self.role,
                      location=self.objects.location)
         return m
 

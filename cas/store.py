@@ -53,6 +53,9 @@ FORMAT_NAME = "ninep-store"
 #: says where), so that code older than object storage refuses such a store
 STORE_FORMAT = 1
 STORE_FORMAT_REMOTE = 2
+#: a file that marks a read-only replica's working copy (cas/replicacopy.py): it holds
+#: another store's catalog and id, so only ``Store.open(replica=True)`` opens it
+REPLICA_MARKER = "REPLICA"
 #: catalog meta key of a pool member's store id (cas/pool.py)
 STORE_ID_KEY = "store_id"
 INODE_COST = 2560  # bytes per cached inode: ~1.5 KB RSS growth measured per cached file, plus slack
@@ -98,7 +101,11 @@ class Store:
         #: copy name -> the chunks its extents name (cas/catalogcopy.copy_references)
         self.copy_references_cache: dict[str, frozenset[str]] = {}
         #: the chunk pool this store is a member of (cas/pool.py), None for local chunks
+        #: and for a replica's working copy
         self.pool: Pool | None = None
+        #: a read-only replica's working copy (``Store.open(replica=True)``): never a pool
+        #: member under the catalog's store id, never shipped, never collected
+        self.replica = False
 
     def _join_pool(self, refresh: float | None, grace: float | None) -> None:
         """Give the store an id if it has none, register it in its pool and publish its set."""
@@ -135,7 +142,8 @@ class Store:
              commit_interval: float = 0.2, dirty_bytes: int | None = None,
              duckdb_memory: str = "96MB", *, chunks: str | None = None,
              s3: S3Settings | None = None, chunk_cache_bytes: int | None = None,
-             pool_refresh: float | None = None, pool_grace: float | None = None) -> "Store":
+             pool_refresh: float | None = None, pool_grace: float | None = None,
+             replica: bool = False) -> "Store":
         """Open (or with ``create=True`` create) the store at ``path``.
 
         ``cache_bytes`` bounds the metadata cache, ``reserve_bytes`` is the free
@@ -158,8 +166,18 @@ class Store:
         registers and publishes its chunk set at open; ``pool_refresh`` is the
         interval the server republishes at (default 10 min), ``pool_grace``
         gc's grace period for unreferenced objects (default 1 h).
+
+        ``replica=True`` opens the working copy of a read-only replica (a catalog
+        copy restored by cas/replicacopy.py): its catalog's store id is the
+        primary's, so it neither registers nor publishes (the replica does, under
+        its own id), and gc and catalog shipping refuse it (EROFS).
         """
         want = chunkopen.normalize(chunks)
+        if not replica and os.path.exists(os.path.join(path, REPLICA_MARKER)):
+            raise StoreFormatError(
+                f"{path}: a read-only replica's working copy of another store's catalog; it is "
+                f"served by `ninep serve --replica`, never as a store (to get a writable store "
+                f"from the bucket, use `ninep restore`)")
         fmt_path = os.path.join(path, "FORMAT")
         if not os.path.exists(fmt_path):
             if not create:
@@ -231,8 +249,9 @@ class Store:
         store = cls(path, catalog, backend, lockfd, cache_bytes=cache_bytes,
                     reserve_bytes=reserve_bytes, commit_interval=commit_interval,
                     dirty_bytes=dirty_bytes)
+        store.replica = replica
         store.commits.gc_hashes(catalog.remove_orphans())
-        if backend.shared:
+        if backend.shared and not replica:
             try:
                 store._join_pool(pool_refresh, pool_grace)
             except BaseException:

@@ -22,13 +22,41 @@ from .ratelimit import LogLimiter
 
 
 class IoRunner:
-    """Runs blocking storage work (data I/O, fsync) in worker threads, a few at a time."""
+    """Runs blocking storage work (data I/O, fsync) in worker threads, a few at a time.
+
+    :meth:`drain` waits for the calls already running (a read-only replica
+    closes its old working copy once no request uses it any more).
+    """
 
     def __init__(self, threads: int = 8):
         self._limiter = trio.CapacityLimiter(threads)
+        self._epoch = 0
+        self._running: dict[int, int] = {}  # epoch -> calls running
+        self._finished: trio.Event | None = None
 
     async def __call__(self, fn, *args):
-        return await trio.to_thread.run_sync(functools.partial(fn, *args), limiter=self._limiter)
+        epoch = self._epoch
+        self._running[epoch] = self._running.get(epoch, 0) + 1
+        try:
+            return await trio.to_thread.run_sync(functools.partial(fn, *args), limiter=self._limiter)
+        finally:
+            left = self._running[epoch] - 1
+            if left:
+                self._running[epoch] = left
+            else:
+                del self._running[epoch]
+                if self._finished is not None:
+                    self._finished.set()
+                    self._finished = None
+
+    async def drain(self) -> None:
+        """Wait until every call started before this one has finished (not later ones)."""
+        self._epoch += 1
+        mark = self._epoch
+        while any(epoch < mark for epoch in self._running):
+            if self._finished is None:
+                self._finished = trio.Event()
+            await self._finished.wait()
 
 
 @dataclass(frozen=True, eq=False)

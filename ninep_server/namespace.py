@@ -28,6 +28,7 @@ from .access import Credentials
 from .config import ServerConfig
 from .fids import LIVE, SNAPDIR, SNAPSHOT, View
 from .snapdir import SNAPDIR_NAME, SNAPDIR_QID_BASE, SnapshotDirectory, snapshot_qid_base
+from .staletree import StaleTree
 
 log = structlog.get_logger(__name__)
 
@@ -182,6 +183,35 @@ class Namespace:
     def forget_snapshot_view(self, dataset: str, name: str) -> None:
         """Drop the cached view of a deleted snapshot."""
         self._views.pop(f"{dataset}@{name}", None)
+
+    def replace_store(self, store: Store) -> None:
+        """Serve ``store`` from now on: a read-only replica's newer working copy (:mod:`.replica`).
+
+        The cached views, which fids hold, move over at once: a live view to
+        the same dataset in ``store``, ``/.snapshots`` to its listing there, a
+        snapshot view to the same snapshot (same id). A view whose dataset or
+        snapshot ``store`` lacks serves ESTALE from now on and leaves the cache.
+        Synchronous, so no request sees half of it; requests already running in
+        worker threads finish on the old trees (the caller closes the old store
+        after they have).
+        """
+        self.store = store
+        roots = {name: store.dataset_row(name)[2] for name in store.datasets()}
+        snaps = {f"{s.dataset}@{s.name}": s for s in store.snapshots()}
+        for key, view in list(self._views.items()):
+            root = view.volume.root
+            if view.kind != SNAPSHOT and roots.get(view.dataset) != root:
+                view.volume = StaleTree(root, f"dataset {view.dataset}")
+            elif view.kind == LIVE:
+                view.volume = store.volume(view.dataset)
+            elif view.kind == SNAPDIR:
+                view.volume = SnapshotDirectory(store, view.dataset, root)
+            elif (snap := snaps.get(view.name)) is not None and snapshot_qid_base(snap.id) == view.qid_base:
+                view.volume = store.snapshot_volume(snap.dataset, snap.name)
+            else:
+                view.volume = StaleTree(root, f"snapshot {view.name}")
+            if isinstance(view.volume, StaleTree):
+                del self._views[key]
 
     def forget_dataset(self, dataset: str) -> None:
         """Drop every cached view of a deleted dataset."""

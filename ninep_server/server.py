@@ -40,8 +40,11 @@ class Server:
     Binding sockets and running until signalled is :mod:`.listen`'s job.
     """
 
-    def __init__(self, store: Store, config: ServerConfig | None = None):
+    def __init__(self, store: Store, config: ServerConfig | None = None, *, replica=None):
         self.store = store
+        #: a read-only replica's refresher (:mod:`.replica`), run instead of the commit, gc,
+        #: pool, catalog-copy and schedule loops: a working copy is never written
+        self.replica = replica
         self.config = config or ServerConfig()
         self.locks = LockTable(self.config.max_locks_per_connection, self.config.lock_waits_per_connection)
         self.admission = Admission(self.config.max_connections, self.config.max_handshakes)
@@ -65,7 +68,7 @@ class Server:
         self._space_cache: tuple[float, tuple[int, int, float]] | None = None
         self._schedules_changed = trio.Event()
         #: ships catalog copies to the bucket (stores on object storage only)
-        self.catalog_shipper = shipper_for(store, self.config)
+        self.catalog_shipper = shipper_for(store, self.config) if replica is None else None
         self.scheduler = SnapshotScheduler(self.namespace.create_snapshot, self.namespace.delete_snapshot,
                                            self.namespace.snapshot_names, time.time)
         self.admin = AdminContext(self.operations, self.namespace, self.jobs, self.metrics, self.config,
@@ -204,6 +207,16 @@ class Server:
             except Exception:
                 log.exception("publishing the chunk set failed; will retry")
 
+    def replace_store(self, store: Store) -> None:
+        """Serve ``store`` from now on (a read-only replica's newer working copy); the
+        caller closes the old one once :meth:`IoRunner.drain` says no request uses it."""
+        self.store = store
+        self.namespace.replace_store(store)
+
+    async def drain_io(self) -> None:
+        """Wait for the storage work running in worker threads now (not later work)."""
+        await self.sessions_context.handlers.run_io.drain()
+
     async def _handle(self, stream: trio.abc.Stream, peer: str) -> None:
         # ``max_connections`` counts sessions past Tversion (Session checks it
         # there); connections still negotiating have their own, smaller cap,
@@ -233,13 +246,16 @@ class Server:
         """
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._commit_loop)
-                nursery.start_soon(self._gc_loop)
-                nursery.start_soon(self._pool_loop)
-                if self.catalog_shipper is not None:
-                    await nursery.start(self.catalog_shipper.run)
+                if self.replica is not None:
+                    await nursery.start(self.replica.run, self)
+                else:
+                    nursery.start_soon(self._commit_loop)
+                    nursery.start_soon(self._gc_loop)
+                    nursery.start_soon(self._pool_loop)
+                    if self.catalog_shipper is not None:
+                        await nursery.start(self.catalog_shipper.run)
+                    nursery.start_soon(self.scheduler.run, self._schedules, lambda: self._schedules_changed)
                 self.jobs.bind(nursery)
-                nursery.start_soon(self.scheduler.run, self._schedules, lambda: self._schedules_changed)
                 if admin:
                     from .admin.app import serve as serve_admin  # starlette and hypercorn load only when used
 

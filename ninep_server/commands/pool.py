@@ -56,6 +56,8 @@ def _pool(args, cache: str):
 
 
 def run_list(args) -> int:
+    from cas.pool import ROLE_STORE
+
     with tempfile.TemporaryDirectory() as cache:
         chunks, pool = _pool(args, cache)
         try:
@@ -66,10 +68,11 @@ def run_list(args) -> int:
     if args.json:
         print_json([{"id": m.id, "host": m.host, "path": m.path, "created": m.created,
                      "refreshed": m.refreshed, "age": m.age(now), "sequence": m.sequence,
-                     "chunks": m.count, "set_bytes": m.size} for m in members])
+                     "chunks": m.count, "set_bytes": m.size, "role": m.role} for m in members])
         return 0
     for m in members:
-        print(f"{m.id}  {m.host}:{m.path}  set {m.age(now):.0f}s old, {m.count} chunks "
+        role = "" if m.role == ROLE_STORE else f"  ({m.role})"
+        print(f"{m.id}  {m.host}:{m.path}{role}  set {m.age(now):.0f}s old, {m.count} chunks "
               f"({human(m.size)})")
     return 0
 

@@ -6,7 +6,7 @@ import argparse
 
 from ..address import parse_address
 from ..config import ConfigError, load_config, parse_chunks, parse_reserve
-from .common import DEFAULT_STORE
+from .common import DEFAULT_STORE, CommandError
 
 DEFAULT_LISTEN = "tcp:127.0.0.1:5640"
 
@@ -30,6 +30,17 @@ logged. An existing store keeps the backend it was created with: a different
 --chunks is refused. `ninep init` creates a store explicitly. If the bucket
 becomes unreachable, fsync and commits fail with EIO after retries (nothing
 acknowledged is lost) and the server recovers when the bucket returns.
+
+Read-only replica: `--replica s3://BUCKET/PREFIX` serves, on another host, the
+snapshots (and the live tree as of the copy) of a store whose chunks are
+there, read-only, from the newest catalog copy it shipped (add --store-id when
+several stores ship copies under PREFIX). --store is then the replica's
+working directory (default: $XDG_CACHE_HOME or ~/.cache, then
+ninep/replicas/<hash of the source>).
+It looks for a newer copy every --replica-poll seconds (default 60) and moves
+to it without disconnecting clients. It registers in the chunk pool as a
+replica and publishes the chunks its copy names, so the primary's gc keeps
+them; retire it with `ninep pool forget`. Writes fail with EROFS.
 
 Security: 9P over TCP trusts the uid the client claims. Prefer a unix socket,
 or use read_only / squash in a --config file for TCP exports (see README).
@@ -67,7 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument(
-        "--store", default=DEFAULT_STORE, metavar="DIR", help=f"store directory, created if missing (default: {DEFAULT_STORE})"
+        "--store", default=None, metavar="DIR", help=f"store directory, created if missing (default: {DEFAULT_STORE}); "
+        "with --replica, the replica's working directory"
     )
     serve.add_argument(
         "--listen",
@@ -92,14 +104,44 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="keep a new store's chunks in this S3 bucket (overrides [server] chunks; default: the store's "
         "own chunks/ directory); an existing store must have been created with the same location",
     )
+    serve.add_argument(
+        "--replica",
+        metavar="s3://BUCKET/PREFIX[/catalogs/STORE-ID]",
+        help="serve another store's snapshots read-only from its catalog copies in this bucket "
+        "(see below)",
+    )
+    serve.add_argument("--store-id", metavar="ID",
+                       help="with --replica: the store to replicate, when several ship copies under PREFIX")
+    serve.add_argument("--replica-poll", type=_seconds, metavar="SECONDS",
+                       help="with --replica: seconds between looks for a newer catalog copy (default: 60)")
     serve.set_defaults(func=_serve)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
 
 
 def _serve(args: argparse.Namespace) -> int:
     from ..listen import run_server
 
     listen = args.listen or _configured_listen(args.config) or [parse_address(DEFAULT_LISTEN)]
-    return run_server(store_path=args.store, listen=listen, config_path=args.config,
+    if args.replica:
+        from ..replica import DEFAULT_POLL, run_replica
+
+        if args.chunks or args.free_space_reserve:
+            raise CommandError("--chunks and --free-space-reserve are for a store; a replica "
+                               "reads the chunk location from the catalog copy")
+        return run_replica(args.replica, listen, workdir=args.store, store_id=args.store_id,
+                           poll=args.replica_poll or DEFAULT_POLL, config_path=args.config)
+    if args.store_id or args.replica_poll:
+        raise CommandError("--store-id and --replica-poll go with --replica")
+    return run_server(store_path=args.store or DEFAULT_STORE, listen=listen, config_path=args.config,
                       reserve=args.free_space_reserve, chunks=args.chunks)
 
 

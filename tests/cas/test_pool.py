@@ -85,7 +85,8 @@ def test_two_stores_register_and_store_shared_content_once(pool, s3_bucket):
     assert _read(b, b"same") == same and _read(a, b"same") == same
     record = json.loads(obstore.get(bucket(s3_bucket),
                                     f"pool/pool/stores/{a.pool.store_id}.json").bytes().to_bytes())
-    assert record["format"] == 1 and record["refs"].startswith(f"pool/refs/{a.pool.store_id}/")
+    assert record["format"] == 2 and record["role"] == "store"
+    assert record["refs"].startswith(f"pool/refs/{a.pool.store_id}/")
 
 
 def test_gc_frees_only_chunks_no_member_references(pool, s3_bucket):
