@@ -150,6 +150,10 @@ class Volume:
         """Names of all xattrs of ``ino``."""
         return self._reads.listxattr(ino)
 
+    def access_acl(self, ino: int) -> bytes | None:
+        """The stored access ACL of ``ino``, or None (for permission checks)."""
+        return self._reads.access_acl(ino)
+
     def open(self, ino: int) -> Attr:
         """Take a handle reference: the inode stays usable after unlink until release."""
         return self._reads.open(ino)
@@ -242,6 +246,7 @@ class Volume:
         mode, access = acl.inherit(default, mode)
         xattrs = {}
         if access is not None:
+            self._c.catalog.has_acls = True
             xattrs[acl.ACCESS] = acl.encode(access)
         if is_dir:
             xattrs[acl.DEFAULT] = value
@@ -541,6 +546,8 @@ class Volume:
             mode = node.mode
             if name == acl.ACCESS and value is not None:
                 mode, value = acl.update_mode(value, mode)
+                if value is not None:
+                    self._c.catalog.has_acls = True
             if value is None and name not in xs and mode == node.mode:
                 return
             node.mode = mode

@@ -107,12 +107,9 @@ def credentials_for(uid: int, export: ExportConfig, lookup=host_identity) -> Cre
 def access_acl(tree, ino: int) -> acl.Acl | None:
     """The access ACL of inode ``ino`` of ``tree``, or None (no ACL, or a stored
     value that is not a valid ACL: then the mode alone decides)."""
-    try:
-        value = tree.getxattr(ino, acl.ACCESS)
-    except FsError as exc:
-        if exc.errno in (errno.ENODATA, errno.EOPNOTSUPP):
-            return None
-        raise
+    value = tree.access_acl(ino)
+    if not value:
+        return None
     try:
         return acl.decode(value)
     except FsError:

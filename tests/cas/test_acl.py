@@ -380,3 +380,39 @@ def test_snapshots_clones_diff_and_send_receive_carry_acls(env, tmp_path):
         assert rv.getxattr(rv.resolve(b"d").ino, acl.DEFAULT) == NAMED
     finally:
         other.close()
+
+
+def test_permission_lookups_find_acls_however_they_arrived(env, tmp_path):
+    """``access_acl`` (what permission checks read) skips lookups only while the
+    store holds no access ACL: it sees ACLs set, inherited, reopened and received."""
+    import io
+
+    from cas import Store
+    from cas.receive import receive_snapshot
+    from cas.send import send_snapshot
+
+    store, vol = env.store, env.vol
+    f = vol.create(vol.root, b"f", 0o600, 0, 0)
+    assert not store.catalog.has_acls and vol.access_acl(f.ino) is None
+    d = vol.mkdir(vol.root, b"d", 0o755, 0, 0)
+    vol.setxattr(d.ino, acl.DEFAULT, NAMED)
+    g = vol.create(d.ino, b"g", 0o640, 0, 0)  # inherits an access ACL
+    assert store.catalog.has_acls and vol.access_acl(g.ino) == vol.getxattr(g.ino, acl.ACCESS)
+    vol.setxattr(f.ino, acl.ACCESS, NAMED)
+    assert vol.access_acl(f.ino) == NAMED
+    store.create_snapshot("main", "s")
+    assert store.snapshot_volume("main", "s").access_acl(f.ino) == NAMED
+    vol = env.reopen()
+    assert env.store.catalog.has_acls and vol.access_acl(vol.resolve(b"f").ino) == NAMED
+    buf = io.BytesIO()
+    send_snapshot(env.store, "main", "s", buf)
+    other = Store.open(str(tmp_path / "other"), create=True)
+    try:
+        other.create_dataset("plain")
+        assert not other.catalog.has_acls
+        receive_snapshot(other, "got", io.BytesIO(buf.getvalue()))
+        assert other.catalog.has_acls
+        rv = other.volume("got")
+        assert rv.access_acl(rv.resolve(b"f").ino) == NAMED
+    finally:
+        other.close()
