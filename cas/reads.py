@@ -129,7 +129,7 @@ class TreeReads:
 
     def access_acl(self, ino: int) -> bytes | None:
         """The stored access ACL of ``ino`` (``system.posix_acl_access``), or None;
-        None at once, loading nothing, while the store holds no access ACL."""
+        None at once, loading nothing, while the store holds no ACL."""
         if not self.cache.commits.catalog.has_acls:
             return None
         with self.lock:

@@ -345,8 +345,8 @@ def _transaction(store, dataset: str, h: Header, tables: dict[str, pa.Table],
             db.execute(f"CREATE OR REPLACE TEMP TABLE _m AS SELECT remote, local FROM "
                        f"received_inodes WHERE dataset = {int(ds)}")
             _validate(db, store, h, received)
-            if db.execute("SELECT count(*) FROM _r_xattrs_add WHERE name = ?",
-                          [acl.ACCESS]).fetchone()[0]:
+            if db.execute("SELECT count(*) FROM _r_xattrs_add WHERE name IN (?, ?)",
+                          list(acl.NAMES)).fetchone()[0]:
                 cat.has_acls = True  # before the rows are visible (see Catalog.has_acls)
             for table, keys in _KEYS.items():
                 freed += _retire(db, table, keys, gen, floor)

@@ -239,6 +239,8 @@ class Volume:
         """The mode and xattrs of a new inode under ``pnode``: with a default ACL
         there, the inherited access ACL masked by ``mode`` (and, for a
         directory, the default ACL itself); else ``mode`` unchanged."""
+        if not self._c.catalog.has_acls:
+            return mode, EMPTY
         value = self.cache.xattrs(pnode).get(acl.DEFAULT)
         default = _stored_acl(value)
         if default is None:
@@ -246,7 +248,6 @@ class Volume:
         mode, access = acl.inherit(default, mode)
         xattrs = {}
         if access is not None:
-            self._c.catalog.has_acls = True
             xattrs[acl.ACCESS] = acl.encode(access)
         if is_dir:
             xattrs[acl.DEFAULT] = value
@@ -255,6 +256,8 @@ class Volume:
     def _chmod_acl(self, node: Inode) -> None:
         """Rewrite the owner, mask (or group) and other entries of ``node``'s access ACL
         after its mode changed."""
+        if not self._c.catalog.has_acls:
+            return
         xs = self.cache.xattrs(node)
         current = _stored_acl(xs.get(acl.ACCESS))
         if current is None:
@@ -546,8 +549,8 @@ class Volume:
             mode = node.mode
             if name == acl.ACCESS and value is not None:
                 mode, value = acl.update_mode(value, mode)
-                if value is not None:
-                    self._c.catalog.has_acls = True
+            if value is not None:
+                self._c.catalog.has_acls = True
             if value is None and name not in xs and mode == node.mode:
                 return
             node.mode = mode

@@ -384,7 +384,7 @@ def test_snapshots_clones_diff_and_send_receive_carry_acls(env, tmp_path):
 
 def test_permission_lookups_find_acls_however_they_arrived(env, tmp_path):
     """``access_acl`` (what permission checks read) skips lookups only while the
-    store holds no access ACL: it sees ACLs set, inherited, reopened and received."""
+    store holds no ACL: it sees ACLs set, inherited, reopened and received."""
     import io
 
     from cas import Store

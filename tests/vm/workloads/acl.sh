@@ -28,7 +28,11 @@ check_eq "mode group bits are the mask" "$(stat -c %a "$A/f")" 660
 before=$(acl_of "$A/f")
 drop_caches
 check_eq "getfacl from the server" "$(acl_of "$A/f")" "$before"
-check_eq "getfacl through the batch's mount" "$(acl_of "$W/f")" "$before"
+if [ "$ACCESS" = user ]; then
+    # access=user passes ACL xattrs through to the server; access=client
+    # without posixacl answers them from an empty cache (fs/9p/acl.c)
+    check_eq "getfacl through the batch's mount" "$(acl_of "$W/f")" "$before"
+fi
 check_eq "named user reads" "$(as_user cat "$A/f")" secret
 as_user sh -c "echo more >>'$A/f'"
 denied "unnamed user reads" as_other cat "$A/f"
@@ -77,6 +81,15 @@ check_eq "inherited default ACL" "$(dacl_of "$A/dd/sub")" "$(dacl_of "$A/dd")"
 test -n "$(dacl_of "$A/dd/sub")" || fail "no default ACL on the new directory"
 drop_caches
 check_eq "server view of the inherited mode" "$(stat -c %a "$W/dd/new")" 664
+# Without posixacl the client applies the umask to the create mode (022 here);
+# the server then adds the inherited ACL, masked by that mode.
+touch "$W/dd/viabatch"
+check_eq "batch mount: inherited, umasked mode" "$(stat -c %a "$W/dd/viabatch")" 644
+check_eq "batch mount: inherited ACL" "$(acl_of "$A/dd/viabatch")" "user::rw-
+user:$U:rwx
+group::r-x
+mask::r--
+other::r--"
 as_user touch "$A/dd/byuser"
 check_eq "named user creates in the ACL'd dir" "$(stat -c %u "$A/dd/byuser")" "$U"
 denied "unnamed user may not create there" as_other touch "$A/dd/byother"
