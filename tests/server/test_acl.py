@@ -168,3 +168,28 @@ async def test_setting_an_acl_outside_the_group_clears_setgid(srv):
     async with srv.connect(uid=5001) as u:
         await setx(u, b"pub/f", acl.ACCESS, A((USER_OBJ, 7), (USER, 5, 5000), (GROUP_OBJ, 5), (MASK, 5), (OTHER, 4)))
         assert (await u.stat(b"pub/f")).mode == stat.S_IFREG | 0o754
+
+
+async def test_extreme_ids_and_any_value_through_9p(srv):
+    """The largest named id (2^32-2) admits that uid; (uid_t)-1 as a named id, and
+    values that are not ACLs, are refused at clunk and leave the file as it was."""
+    top = 0xFFFFFFFE
+    good = A((USER_OBJ, 6), (USER, 4, top), (GROUP_OBJ, 0), (MASK, 4), (OTHER, 0))
+    async with srv.connect(uid=0) as root:
+        await root.write_file(b"x", b"edge", mode=0o600)
+        await setx(root, b"x", acl.ACCESS, good)
+        for bad, code in ((A((USER_OBJ, 6), (GROUP_OBJ, 0), (OTHER, 0))[:-1], errno.EINVAL),
+                          (b"\x02\0\0\0" + bytes([2, 0, 4, 0, 0xFF, 0xFF, 0xFF, 0xFF]) * 1, errno.EINVAL),
+                          (b"\x01\0\0\0" + good[4:], errno.EOPNOTSUPP),
+                          (b"\xff" * 65532, errno.EOPNOTSUPP)):
+            fid = await root.walk_path(b"x")
+            await root.xattrcreate(fid, acl.ACCESS, len(bad), 0)
+            for off in range(0, len(bad), 60000):
+                await root.write(fid, off, bad[off:off + 60000])
+            await expect_errno(code, root.clunk(fid))
+        assert await getx(root, b"x", acl.ACCESS) == good
+        assert (await root.stat(b"x")).mode & 0o777 == 0o640
+    async with srv.connect(uid=top) as u:
+        assert await u.read_file(b"x") == b"edge"
+    async with srv.connect(uid=top - 1) as u:
+        await expect_errno(errno.EACCES, u.open(b"x"))
