@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 import duckdb
 import pyarrow as pa
 
-from . import perms
+from . import acl, perms
 from .errors import StoreFormatError
 
 FORMAT_VERSION = 1
@@ -144,6 +144,13 @@ class Catalog:
             self.db.execute("INSERT INTO meta VALUES ('next_snapshot', ?)", [str(nxt)])
         self._give_snapshots_guids()
         (self.floor,) = self.db.execute("SELECT coalesce(max(gen), 0) FROM snapshots").fetchone()
+        #: False while no row of the catalog, live or not, is a POSIX ACL and
+        #: none has been set since: permission checks, chmod and creates then
+        #: skip ACL lookups. Whoever adds an ACL row sets it first; it never
+        #: goes back to False while the catalog is open.
+        (n,) = self.db.execute("SELECT count(*) FROM xattrs WHERE name IN (?, ?)",
+                               list(acl.NAMES)).fetchone()
+        self.has_acls = n > 0
         self.reader = self.db.cursor()
         #: Fault injection for tests: called with each batch inside the commit's
         #: transaction; an exception it raises fails that transaction.

@@ -14,7 +14,7 @@ import stat
 from bisect import bisect_left
 from typing import TYPE_CHECKING
 
-from . import filedata
+from . import acl, filedata
 from .errors import fs_error
 from .names import NAME_MAX, SYMLOOP_MAX, V9FS_MAGIC, check_xattr_name
 from .records import Attr, DirEntry, Inode, StatFs
@@ -126,6 +126,14 @@ class TreeReads:
         """Names of all xattrs of ``ino``."""
         with self.lock:
             return list(self.cache.xattrs(self.cache.get(ino)))
+
+    def access_acl(self, ino: int) -> bytes | None:
+        """The stored access ACL of ``ino`` (``system.posix_acl_access``), or None;
+        None at once, loading nothing, while the store holds no ACL."""
+        if not self.cache.commits.catalog.has_acls:
+            return None
+        with self.lock:
+            return self.cache.xattrs(self.cache.get(ino)).get(acl.ACCESS)
 
     # --------------------------------------------------------------- handles
     def open(self, ino: int) -> Attr:

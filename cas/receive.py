@@ -34,7 +34,7 @@ from typing import BinaryIO, Callable
 
 import pyarrow as pa
 
-from . import snaprows
+from . import acl, snaprows
 from .catalog import INODE_COLS, remapped_inode_select
 from .errors import FsError
 from .names import check_label
@@ -345,6 +345,9 @@ def _transaction(store, dataset: str, h: Header, tables: dict[str, pa.Table],
             db.execute(f"CREATE OR REPLACE TEMP TABLE _m AS SELECT remote, local FROM "
                        f"received_inodes WHERE dataset = {int(ds)}")
             _validate(db, store, h, received)
+            if db.execute("SELECT count(*) FROM _r_xattrs_add WHERE name IN (?, ?)",
+                          list(acl.NAMES)).fetchone()[0]:
+                cat.has_acls = True  # before the rows are visible (see Catalog.has_acls)
             for table, keys in _KEYS.items():
                 freed += _retire(db, table, keys, gen, floor)
             _insert(db, ds, gen)

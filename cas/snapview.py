@@ -136,6 +136,11 @@ class SnapshotVolume(ReadOnlyTree):
         self._check()
         return self._reads.listxattr(ino)
 
+    def access_acl(self, ino: int) -> bytes | None:
+        """The stored access ACL of ``ino``, or None (for permission checks)."""
+        self._check()
+        return self._reads.access_acl(ino)
+
     def statfs(self) -> StatFs:
         """The store's space figures (a snapshot has no quota of its own)."""
         self._check()

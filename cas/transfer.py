@@ -8,7 +8,8 @@ and the metadata reaches DuckDB in group commits (one every
 What round-trips: file types (regular, directory, symlink, hard links, fifo,
 socket, character and block devices), mode bits including setuid/setgid/
 sticky, owners, atime/mtime (ctime cannot be set on export), xattrs in every
-namespace the store accepts (user., trusted., security., system.), and
+namespace the store accepts (user., trusted., security., and POSIX ACLs in
+system., each inode getting exactly the source's ACLs), and
 sparse holes (import reads only the data regions found with SEEK_DATA and
 SEEK_HOLE; export writes only non-zero chunks and leaves holes elsewhere;
 an all-zero chunk is a hole in the store, so it comes back as one).
@@ -31,6 +32,7 @@ from typing import Callable
 
 import structlog
 
+from . import acl
 from .errors import FsError
 from .hostdirs import HostDir, magic_path, open_dir_at, open_host_dir
 from .volume import Volume
@@ -172,6 +174,9 @@ def _copy_xattrs_in(vol: Volume, ino: int, target: int | bytes, shown: bytes,
             vol.setxattr(ino, os.fsencode(name), value, 0)
         except OSError as exc:
             report.warnings.append(f"{_p(shown)}: xattr {name} not imported: {exc.strerror}")
+    # An ACL the source lacks may have come from a default ACL here: drop it.
+    for extra in set(acl.NAMES).intersection(vol.listxattr(ino)).difference(map(os.fsencode, names)):
+        vol.removexattr(ino, extra)
 
 
 def _same(a: os.stat_result, b: os.stat_result) -> bool:
@@ -510,12 +515,20 @@ class _Exporter:
                 os.close(fd)
 
     def _xattrs(self, target, ino: int, parts, follow: bool = True) -> None:
-        for xname in self.vol.listxattr(ino):
+        names = self.vol.listxattr(ino)
+        for xname in names:
             try:
                 os.setxattr(target, xname, self.vol.getxattr(ino, xname), follow_symlinks=follow)
             except OSError as exc:
                 self.report.warnings.append(
                     f"{_p(b'/'.join(parts) or b'.')}: xattr {_p(xname)} not exported: {exc.strerror}")
+        # An ACL the source lacks may have come from a default ACL on the host
+        # directory: drop it (POSIX ACLs exported like any xattr otherwise).
+        for extra in set(acl.NAMES).difference(names):
+            try:
+                os.removexattr(target, extra, follow_symlinks=follow)
+            except OSError:
+                pass  # absent, or no ACLs there (symlinks, filesystems without them)
 
     def _attrs_fd(self, target: int | bytes, ino: int, attr, parts) -> None:
         """xattrs, owner, mode, then times (in that order: chown clears setuid),

@@ -104,6 +104,10 @@ class Tree(Protocol):
     def listxattr(self, ino: int) -> list[bytes]:
         """Names of ``ino``'s xattrs."""
 
+    def access_acl(self, ino: int) -> bytes | None:
+        """``ino``'s access ACL (the value of ``system.posix_acl_access``) or None,
+        for permission checks: cheap when the store holds no ACL."""
+
     def setxattr(self, ino: int, name: bytes, value: bytes, flags: int = 0) -> None:
         """Set an xattr (flags: XATTR_CREATE, XATTR_REPLACE)."""
 

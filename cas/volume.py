@@ -12,6 +12,10 @@ transaction (see cas/commit.py), reaching the volume through the
 
 Permissions are not checked here: the caller (the 9P server) enforces them.
 cas stores mode, uid and gid as given and does no setuid/setgid clearing.
+POSIX ACLs (the ``system.posix_acl_*`` xattrs) are kept consistent with the
+mode here, whoever the caller is (see cas/acl.py): setting one checks it and
+updates the mode, a chmod updates the stored ACL, and a new inode inherits
+its directory's default ACL.
 Reads do not update atime (like ``noatime``); callers may set it explicitly.
 """
 
@@ -21,10 +25,11 @@ import errno
 import stat
 import time
 
+from . import acl
 from .catalog import Batch
 from .changes import Changes
 from .commit import DirtySet, GroupCommit
-from .errors import fs_error
+from .errors import FsError, fs_error
 from .inodes import InodeCache
 from .names import NAME_MAX, SYMLINK_MAX, XATTR_SIZE_MAX, check_name, check_xattr_name
 from .reads import TreeReads, statfs
@@ -145,6 +150,10 @@ class Volume:
         """Names of all xattrs of ``ino``."""
         return self._reads.listxattr(ino)
 
+    def access_acl(self, ino: int) -> bytes | None:
+        """The stored access ACL of ``ino``, or None (for permission checks)."""
+        return self._reads.access_acl(ino)
+
     def open(self, ino: int) -> Attr:
         """Take a handle reference: the inode stays usable after unlink until release."""
         return self._reads.open(ino)
@@ -177,6 +186,8 @@ class Volume:
     def _setattr_meta(self, node, mode, uid, gid, atime_ns, mtime_ns, ctime_ns) -> Attr:
         if mode is not None:
             node.mode = (node.mode & _IFMT) | (mode & 0o7777)
+            if (node.mode & _IFMT) != _S_IFLNK:
+                self._chmod_acl(node)
         if uid is not None:
             node.uid = uid
         if gid is not None:
@@ -202,6 +213,9 @@ class Volume:
                 raise _err(errno.EEXIST, repr(name))
             now = _now()
             is_dir = (mode & _IFMT) == _S_IFDIR
+            xattrs = EMPTY
+            if target is None:  # symlinks inherit no ACL, as on Linux
+                mode, xattrs = self._inherit_acl(pnode, mode, is_dir)
             node = Inode(self._c.alloc_inos(), self.ds, mode, uid, gid, 2 if is_dir else 1, rdev,
                          len(target) if target is not None else 0, now, now, now, now, 1,
                          parent if is_dir else 0, 1, target)
@@ -210,14 +224,48 @@ class Volume:
                 pnode.nlink += 1
             elif (mode & _IFMT) == _S_IFREG:
                 node.extents = {}
-            node.xattrs = EMPTY
+            node.xattrs = xattrs
             self._link_entry(pnode, name, node, now)
             self.cache.add(node)
             self.changes.mark(node)
+            for xname in xattrs:
+                self.changes.dirty.xattrs.add((node.ino, xname))
             attr = node.attr()
         if len(self.changes.dirty.inodes) > self._c.dirty_inodes_max:
             self._c.throttle(self.changes)
         return attr
+
+    def _inherit_acl(self, pnode: Inode, mode: int, is_dir: bool) -> tuple[int, dict]:
+        """The mode and xattrs of a new inode under ``pnode``: with a default ACL
+        there, the inherited access ACL masked by ``mode`` (and, for a
+        directory, the default ACL itself); else ``mode`` unchanged."""
+        if not self._c.catalog.has_acls:
+            return mode, EMPTY
+        value = self.cache.xattrs(pnode).get(acl.DEFAULT)
+        default = _stored_acl(value)
+        if default is None:
+            return mode, EMPTY
+        mode, access = acl.inherit(default, mode)
+        xattrs = {}
+        if access is not None:
+            xattrs[acl.ACCESS] = acl.encode(access)
+        if is_dir:
+            xattrs[acl.DEFAULT] = value
+        return mode, xattrs
+
+    def _chmod_acl(self, node: Inode) -> None:
+        """Rewrite the owner, mask (or group) and other entries of ``node``'s access ACL
+        after its mode changed."""
+        if not self._c.catalog.has_acls:
+            return
+        xs = self.cache.xattrs(node)
+        current = _stored_acl(xs.get(acl.ACCESS))
+        if current is None:
+            return
+        value = acl.encode(acl.chmod(current, node.mode))
+        if value != xs[acl.ACCESS]:
+            xs[acl.ACCESS] = value
+            self.changes.dirty.xattrs.add((node.ino, acl.ACCESS))
 
     def _link_entry(self, pnode: Inode, name: bytes, node: Inode, now: int) -> None:
         seq = pnode.next_seq
@@ -462,6 +510,9 @@ class Volume:
             raise _err(errno.E2BIG, "xattr value too large")
         if flags & ~(XATTR_CREATE | XATTR_REPLACE):
             raise _err(errno.EINVAL, f"xattr flags {flags}")
+        if name in acl.NAMES:
+            self._set_acl(ino, name, acl.decode(value))
+            return
         with self._lock:
             node = self.cache.get(ino)
             xs = self.cache.xattrs(node)
@@ -476,10 +527,50 @@ class Volume:
             self.changes.mark(node)
             self.changes.dirty.xattrs.add((ino, name))
 
+    def _set_acl(self, ino: int, name: bytes, value: acl.Acl | None) -> None:
+        """Set (``value`` None: remove) a checked POSIX ACL, as Linux's ``set_posix_acl``.
+
+        Flags play no part. An access ACL sets the mode's rwx bits, and one
+        the mode can express is stored as the mode alone; a default ACL
+        exists only on directories (EACCES elsewhere, though removing one
+        succeeds); symlinks carry no ACL (EOPNOTSUPP). Removing an absent
+        ACL succeeds.
+        """
+        with self._lock:
+            node = self.cache.get(ino)
+            fmt = node.mode & _IFMT
+            if fmt == _S_IFLNK:
+                raise _err(errno.EOPNOTSUPP, "symlinks carry no POSIX ACL")
+            if name == acl.DEFAULT and fmt != _S_IFDIR:
+                if value is None:
+                    return
+                raise _err(errno.EACCES, "a default ACL needs a directory")
+            xs = self.cache.xattrs(node)
+            mode = node.mode
+            if name == acl.ACCESS and value is not None:
+                mode, value = acl.update_mode(value, mode)
+            if value is not None:
+                self._c.catalog.has_acls = True
+            if value is None and name not in xs and mode == node.mode:
+                return
+            node.mode = mode
+            if value is None:
+                xs.pop(name, None)
+            else:
+                if xs is EMPTY:
+                    xs = node.xattrs = {}
+                xs[name] = acl.encode(value)
+            node.ctime = _now()
+            self.changes.mark(node)
+            self.changes.dirty.xattrs.add((ino, name))
+
     def removexattr(self, ino: int, name: bytes) -> None:
-        """Remove an xattr (ENODATA if absent)."""
+        """Remove an xattr (ENODATA if absent; removing an absent POSIX ACL succeeds)."""
         self._rw()
         name = check_xattr_name(name)
+        if name in acl.NAMES:
+            self._set_acl(ino, name, None)
+            return
         with self._lock:
             node = self.cache.get(ino)
             xs = self.cache.xattrs(node)
@@ -550,3 +641,14 @@ class Volume:
     def restore(self, cap: DirtySet) -> None:
         """Put a failed commit's dirty keys back (under the lock)."""
         self.changes.restore(cap)
+
+
+def _stored_acl(value: bytes | None) -> acl.Acl | None:
+    """The ACL in a stored xattr value; None if absent, empty, or not a valid ACL
+    (a value stored before ACLs were checked counts as no ACL)."""
+    if not value:
+        return None
+    try:
+        return acl.decode(value)
+    except FsError:
+        return None

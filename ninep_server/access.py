@@ -5,6 +5,14 @@ groups. Supplementary groups come from the export's ``groups`` map when it
 has an entry for the uid, and otherwise from the host's user database
 (``getgrouplist``), as diod does. A uid unknown to both has only its primary
 gid, taken as equal to the uid's own number when nothing says otherwise.
+
+POSIX ACLs count as Linux's ``acl_permission_check`` counts them: root
+passes (execute needs an x bit somewhere), the owner gets the owner bits,
+and anyone else is checked against the access ACL (named users, owning and
+named groups, all limited by the mask, then other) when the inode has one
+and its group bits are not all clear; otherwise against the group or other
+bits. The ACL is read only on that last path, so owners and root never
+load it.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import pwd
 import stat
 from dataclasses import dataclass
 
-from cas import FsError
+from cas import FsError, acl
 
 from .config import ExportConfig
 
@@ -96,24 +104,44 @@ def credentials_for(uid: int, export: ExportConfig, lookup=host_identity) -> Cre
     return Credentials(uid, uid, frozenset({uid}), trust_client_gid=True)
 
 
-def permitted(mode: int, owner: int, group: int, cred: Credentials, want: int) -> bool:
-    """POSIX access check of ``want`` (R|W|X bits) against a mode."""
+def access_acl(tree, ino: int) -> acl.Acl | None:
+    """The access ACL of inode ``ino`` of ``tree``, or None (no ACL, or a stored
+    value that is not a valid ACL: then the mode alone decides)."""
+    value = tree.access_acl(ino)
+    if not value:
+        return None
+    try:
+        return acl.decode(value)
+    except FsError:
+        return None
+
+
+def permitted(mode: int, owner: int, group: int, cred: Credentials, want: int,
+              tree=None, ino: int = 0) -> bool:
+    """POSIX access check of ``want`` (R|W|X bits) against a mode, and against
+    the access ACL of inode ``ino`` of ``tree`` when one is given and matters."""
     if cred.is_root:
         if want & X and not stat.S_ISDIR(mode) and not mode & 0o111:
             return False
         return True
     if cred.uid == owner:
         bits = (mode >> 6) & 7
-    elif cred.in_group(group):
-        bits = (mode >> 3) & 7
     else:
-        bits = mode & 7
+        if tree is not None and mode & 0o070:
+            entries = access_acl(tree, ino)
+            if entries is not None:
+                return acl.permits(entries, cred.uid, owner, cred.in_group, group, want)
+        if cred.in_group(group):
+            bits = (mode >> 3) & 7
+        else:
+            bits = mode & 7
     return bits & want == want
 
 
-def require(attr, cred: Credentials, want: int) -> None:
-    """Raise EACCES unless ``cred`` has ``want`` on the inode ``attr``."""
-    if not permitted(attr.mode, attr.uid, attr.gid, cred, want):
+def require(attr, cred: Credentials, want: int, tree) -> None:
+    """Raise EACCES unless ``cred`` has ``want`` on the inode ``attr`` of ``tree``
+    (whose access ACL counts; ``tree`` None: the mode alone)."""
+    if not permitted(attr.mode, attr.uid, attr.gid, cred, want, tree, attr.ino):
         raise FsError(errno.EACCES, "permission denied")
 
 

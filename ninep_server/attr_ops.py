@@ -125,7 +125,7 @@ class AttrOps:
             if not stat.S_ISREG(attr.mode):
                 raise FsError(errno.EINVAL, "not a regular file")
             if not (fid.opened and fid.open_flags & _WRITE_FLAGS):
-                require(attr, cred, W)
+                require(attr, cred, W, vol)
             kw["size"] = msg.size
         now = None
         for flag, key in ((p.SetattrValid.ATIME, "atime_ns"), (p.SetattrValid.MTIME, "mtime_ns")):
@@ -135,7 +135,7 @@ class AttrOps:
                 require_owner(attr, cred)
                 kw[key] = set_times[key]
             else:
-                if cred.uid != attr.uid and not cred.is_root and not permitted(attr.mode, attr.uid, attr.gid, cred, W):
+                if cred.uid != attr.uid and not cred.is_root and not permitted(attr.mode, attr.uid, attr.gid, cred, W, vol, fid.ino):
                     raise FsError(errno.EACCES, "permission denied")
                 now = now or time.time_ns()
                 kw[key] = now

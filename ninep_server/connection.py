@@ -66,7 +66,7 @@ class Connection:
         """A directory fid in which the caller may add or remove entries."""
         fid, attr = self.directory(fid_no)
         writable(fid)
-        require(attr, fid.cred, W | X)
+        require(attr, fid.cred, W | X, fid.view.volume)
         return fid, attr
 
 

@@ -149,7 +149,7 @@ class Handlers:
             try:
                 if not stat.S_ISDIR(attr.mode):
                     raise FsError(errno.ENOTDIR, "not a directory")
-                require(attr, fid.cred, X)
+                require(attr, fid.cred, X, view.volume)
                 if wname == b"..":
                     view, ino = self.namespace.up(view, ino)
                     parent, name = None, b""
@@ -198,7 +198,7 @@ class Handlers:
             raise FsError(errno.ELOOP, "cannot open a symbolic link")
         if writing:
             writable(fid)
-        require(attr, fid.cred, want | (W if flags & p.OpenFlags.TRUNC else 0))
+        require(attr, fid.cred, want | (W if flags & p.OpenFlags.TRUNC else 0), vol)
         if flags & p.OpenFlags.TRUNC and stat.S_ISREG(attr.mode) and attr.size:
             attr = vol.setattr(fid.ino, size=0)
         vol.open(fid.ino)
@@ -315,7 +315,7 @@ class Handlers:
             parent = fid.parent
             vol = fid.view.volume
             dattr = vol.getattr(parent)
-            require(dattr, fid.cred, W | X)
+            require(dattr, fid.cred, W | X, vol)
             victim = vol.lookup(parent, fid.name)
             if victim.ino != fid.ino:
                 raise FsError(errno.ENOENT, "the file was renamed or replaced")
@@ -342,7 +342,7 @@ class Handlers:
         vol = fid.view.volume
         oldparent = fid.parent
         oldattr = vol.getattr(oldparent)
-        require(oldattr, fid.cred, W | X)
+        require(oldattr, fid.cred, W | X, vol)
         new, newattr = self.conn.dir_for_change(msg.dfid)
         self._rename(fid, oldattr, fid.name, new, newattr, msg.name, oldparent=oldparent)
         fid.parent, fid.name = new.ino, msg.name
@@ -368,7 +368,7 @@ class Handlers:
             check_sticky(newattr, existing, new.cred)
         if stat.S_ISDIR(victim.mode) and oldparent != new.ino:
             # Moving a directory rewrites its "..": that needs write access to it.
-            require(victim, old.cred, W)
+            require(victim, old.cred, W, vol)
         vol.rename(oldparent, oldname, new.ino, newname)
 
 

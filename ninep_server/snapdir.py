@@ -86,6 +86,9 @@ class SnapshotDirectory(ReadOnlyTree):
     def getxattr(self, ino: int, name: bytes) -> bytes:
         raise FsError(errno.ENODATA, "no such attribute")
 
+    def access_acl(self, ino: int) -> bytes | None:
+        return None
+
     def readlink(self, ino: int) -> bytes:
         raise FsError(errno.EINVAL, "not a symbolic link")
 

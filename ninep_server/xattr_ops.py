@@ -2,8 +2,10 @@
 
 A Txattrwalk fid holds a value (or the name list) that Tread returns; a
 Txattrcreate fid collects a value through Twrite, set when it is clunked.
-``trusted.`` attributes are root's alone; ``system.`` (POSIX ACLs) is not
-supported.
+``trusted.`` attributes are root's alone. In ``system.`` only the two POSIX
+ACLs exist (``system.posix_acl_access`` and ``_default``): their owner (or
+root) may set them, anyone may read them, and the volume checks the value
+and keeps the mode in step (cas/acl.py).
 """
 
 from __future__ import annotations
@@ -11,11 +13,11 @@ from __future__ import annotations
 import errno
 import stat
 
-from cas import XATTR_CREATE, XATTR_REPLACE, FsError
+from cas import XATTR_CREATE, XATTR_REPLACE, FsError, acl
 from cas.names import XATTR_NAME_MAX, XATTR_PREFIXES, XATTR_SIZE_MAX
 
 from . import protocol as p
-from .access import R, W, Credentials, require
+from .access import R, W, Credentials, require, require_owner
 from .connection import Connection, writable
 from .fids import XATTR_READ, XATTR_WRITE, Fid
 
@@ -34,6 +36,12 @@ def apply_xattr(fid: Fid) -> None:
         vol.removexattr(fid.ino, fid.xattr_name)  # how Linux sends removexattr
     else:
         vol.setxattr(fid.ino, fid.xattr_name, value, fid.xattr_flags)
+        if fid.xattr_name == acl.ACCESS and not fid.cred.is_root:
+            # Like posix_acl_update_mode: a caller outside the file's group
+            # loses set-group-ID when the ACL rewrites the mode.
+            attr = vol.getattr(fid.ino)
+            if attr.mode & stat.S_ISGID and not fid.cred.in_group(attr.gid):
+                vol.setattr(fid.ino, mode=attr.mode & ~stat.S_ISGID)
 
 
 class XattrOps:
@@ -51,7 +59,7 @@ class XattrOps:
             if not _readable(fid.cred, msg.name):
                 raise FsError(errno.ENODATA, "no such attribute")
             if msg.name.startswith(b"user."):
-                require(vol.getattr(fid.ino), fid.cred, R)
+                require(vol.getattr(fid.ino), fid.cred, R, vol)
             value = vol.getxattr(fid.ino, msg.name)
         else:
             names = [n for n in vol.listxattr(fid.ino) if _readable(fid.cred, n)]
@@ -70,12 +78,16 @@ class XattrOps:
             raise FsError(errno.ERANGE if name else errno.EINVAL, "bad attribute name")
         if not name.startswith(XATTR_PREFIXES):
             raise FsError(errno.EOPNOTSUPP, "unknown attribute namespace")
-        if name.startswith(b"system."):
-            raise FsError(errno.EOPNOTSUPP, "POSIX ACLs are not supported")
+        if name.startswith(b"system.") and name not in acl.NAMES:
+            raise FsError(errno.EOPNOTSUPP, "system. holds only the POSIX ACLs")
         if msg.attr_size > XATTR_SIZE_MAX:
             raise FsError(errno.E2BIG, "attribute value larger than 64 KiB")
         attr = fid.view.volume.getattr(fid.ino)
-        if name.startswith((b"trusted.", b"security.")):
+        if name in acl.NAMES:
+            if stat.S_ISLNK(attr.mode):
+                raise FsError(errno.EOPNOTSUPP, "symlinks carry no POSIX ACL")
+            require_owner(attr, fid.cred)
+        elif name.startswith((b"trusted.", b"security.")):
             if not fid.cred.is_root:
                 raise FsError(errno.EPERM, "only root may set trusted. and security. attributes")
         else:
@@ -84,7 +96,7 @@ class XattrOps:
             if stat.S_ISDIR(attr.mode) and attr.mode & stat.S_ISVTX and fid.cred.uid != attr.uid:
                 if not fid.cred.is_root:
                     raise FsError(errno.EPERM, "sticky directory")
-            require(attr, fid.cred, W)
+            require(attr, fid.cred, W, fid.view.volume)
         if msg.flags & ~(XATTR_CREATE | XATTR_REPLACE):
             raise FsError(errno.EINVAL, "unknown xattr flags")
         fid.kind = XATTR_WRITE

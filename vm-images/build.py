@@ -42,7 +42,8 @@ SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # Tools the workloads need; minbase already has coreutils, tar, diffutils,
 # findutils, util-linux (flock, setpriv, unshare), grep, sed.
-ROOTFS_INCLUDE = ["git", "attr", "sqlite3", "python3-minimal"]
+# acl: setfacl/getfacl (the acl workload); minbase's tar and cp already handle ACLs.
+ROOTFS_INCLUDE = ["git", "attr", "acl", "sqlite3", "python3-minimal"]
 ROOTFS_RECIPE_VERSION = "1"
 # The container image (tests/vm/test_containers.py, issue 18): the same
 # userland plus rootful Podman. A separate image, built only when a container

@@ -43,7 +43,7 @@ def test_the_protocol_names_what_the_handlers_call():
         "root", "read_only", "lookup", "getattr", "setattr", "create", "mkdir", "mknod",
         "symlink", "readlink", "link", "unlink", "rmdir", "rename", "readdir", "resolve", "open",
         "release", "read", "read_cached", "write", "write_nowait", "fsync", "getxattr",
-        "listxattr", "setxattr", "removexattr", "statfs"}
+        "listxattr", "access_acl", "setxattr", "removexattr", "statfs"}
     assert set(MUTATORS) <= set(_members())
 
 

@@ -32,8 +32,8 @@ IN_CI = os.environ.get("CI") == "true"
 MSIZE = 512000
 
 # Every workload, in the order one boot runs them.
-FULL = ["coreutils", "tar", "bigfile", "unlink_open", "perms", "xattr", "locks", "lock_wait",
-        "sqlite", "git", "unshare", "loose_ro", "snapshots"]
+FULL = ["coreutils", "tar", "bigfile", "unlink_open", "perms", "xattr", "acl", "locks",
+        "lock_wait", "sqlite", "git", "unshare", "loose_ro", "snapshots"]
 # The smoke subset run on every other configuration.
 SMOKE = ["coreutils", "unlink_open", "perms", "locks", "loose_ro", "snapshots"]
 

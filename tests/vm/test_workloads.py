@@ -117,6 +117,26 @@ def host_xattr(view, vmc, tmp_path):
     assert view.getxattr("wl-xattr/f2", "user.color") == b"red"
 
 
+def host_acl(view, vmc, tmp_path):
+    from cas import acl
+    from cas.acl import GROUP, GROUP_OBJ, MASK, OTHER, USER, USER_OBJ, Entry
+
+    uid, gid = harness.test_user()
+    try:
+        got = view.getxattr("wl-acl/f", acl.ACCESS.decode())
+    except NotImplementedError:
+        pytest.skip("host view cannot read xattrs")
+    want = (Entry(USER_OBJ, 6), Entry(USER, 6, uid), Entry(GROUP_OBJ, 0), Entry(GROUP, 4, gid),
+            Entry(MASK, 4), Entry(OTHER, 0))
+    assert acl.decode(got) == want
+    assert view.stat("wl-acl/f").mode == 0o640
+    default = acl.decode(view.getxattr("wl-acl/dd", acl.DEFAULT.decode()))
+    assert default == (Entry(USER_OBJ, 7), Entry(USER, 7, uid), Entry(GROUP_OBJ, 5),
+                       Entry(MASK, 7), Entry(OTHER, 5))
+    assert view.getxattr("wl-acl/dd/sub", acl.DEFAULT.decode()) == acl.encode(default)
+    assert view.stat("wl-acl/dd/new").mode == 0o664
+
+
 def host_sqlite(view, vmc, tmp_path):
     db = tmp_path / "test.db"
     db.write_bytes(view.read("wl-sqlite/test.db"))
@@ -157,6 +177,7 @@ HOST_CHECKS = {
     "unlink_open": host_unlink_open,
     "perms": host_perms,
     "xattr": host_xattr,
+    "acl": host_acl,
     "sqlite": host_sqlite,
     "git": host_git,
     "unshare": host_unshare,
