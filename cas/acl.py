@@ -84,6 +84,17 @@ def decode(value: bytes) -> Acl | None:
     return acl
 
 
+def decode_stored(value: bytes | None) -> Acl | None:
+    """The ACL in a stored xattr value; None if absent, empty, or not a valid ACL
+    (a value stored before ACLs were checked counts as no ACL: the mode alone decides)."""
+    if not value:
+        return None
+    try:
+        return decode(value)
+    except FsError:
+        return None
+
+
 def validate(acl: Acl) -> None:
     """EINVAL unless ``acl`` is well formed, as ``posix_acl_valid`` requires.
 

@@ -29,7 +29,7 @@ from . import acl
 from .catalog import Batch
 from .changes import Changes
 from .commit import DirtySet, GroupCommit
-from .errors import FsError, fs_error
+from .errors import fs_error
 from .inodes import InodeCache
 from .names import NAME_MAX, SYMLINK_MAX, XATTR_SIZE_MAX, check_name, check_xattr_name
 from .reads import TreeReads, statfs
@@ -242,7 +242,7 @@ class Volume:
         if not self._c.catalog.has_acls:
             return mode, EMPTY
         value = self.cache.xattrs(pnode).get(acl.DEFAULT)
-        default = _stored_acl(value)
+        default = acl.decode_stored(value)
         if default is None:
             return mode, EMPTY
         mode, access = acl.inherit(default, mode)
@@ -259,7 +259,7 @@ class Volume:
         if not self._c.catalog.has_acls:
             return
         xs = self.cache.xattrs(node)
-        current = _stored_acl(xs.get(acl.ACCESS))
+        current = acl.decode_stored(xs.get(acl.ACCESS))
         if current is None:
             return
         value = acl.encode(acl.chmod(current, node.mode))
@@ -641,14 +641,3 @@ class Volume:
     def restore(self, cap: DirtySet) -> None:
         """Put a failed commit's dirty keys back (under the lock)."""
         self.changes.restore(cap)
-
-
-def _stored_acl(value: bytes | None) -> acl.Acl | None:
-    """The ACL in a stored xattr value; None if absent, empty, or not a valid ACL
-    (a value stored before ACLs were checked counts as no ACL)."""
-    if not value:
-        return None
-    try:
-        return acl.decode(value)
-    except FsError:
-        return None

@@ -107,13 +107,7 @@ def credentials_for(uid: int, export: ExportConfig, lookup=host_identity) -> Cre
 def access_acl(tree, ino: int) -> acl.Acl | None:
     """The access ACL of inode ``ino`` of ``tree``, or None (no ACL, or a stored
     value that is not a valid ACL: then the mode alone decides)."""
-    value = tree.access_acl(ino)
-    if not value:
-        return None
-    try:
-        return acl.decode(value)
-    except FsError:
-        return None
+    return acl.decode_stored(tree.access_acl(ino))
 
 
 def permitted(mode: int, owner: int, group: int, cred: Credentials, want: int,
