@@ -7,6 +7,10 @@ checkpoints is a pass of the scheduler on the critical path. :class:`Transport`
 calls ``recv``/``send`` on the socket directly and only waits (through trio)
 when the kernel would block, plus a checkpoint every few calls so that other
 tasks are never starved. Other streams go through their trio methods.
+
+Replies go out as a list of buffers in one ``writev``: a reply carrying data
+(Rread, Rreaddir) is its header and a view of the data, never copied into one
+frame first.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import os
 import trio
 
 _CHECKPOINT_EVERY = 8
+# writev takes at most IOV_MAX (1024 on Linux) buffers at once
+_IOV_MAX = 1024
 
 
 class Transport:
@@ -74,18 +80,30 @@ class Transport:
         finally:
             self.waiting = False
 
-    async def send_all(self, data: bytes) -> None:
-        """Send all of ``data`` (the caller holds the connection's send lock)."""
+    async def send_all(self, parts: list) -> None:
+        """Send the buffers of ``parts``, in order (the caller holds the connection's send lock)."""
         fd = self._fd
-        if fd is not None:
-            try:
-                n = os.write(fd, data)
-            except BlockingIOError:
-                n = 0
-            except OSError as exc:
-                raise trio.BrokenResourceError(str(exc)) from exc
-            if n == len(data):
-                await self._maybe_checkpoint()
-                return
-            data = memoryview(data)[n:]
-        await self.stream.send_all(data)
+        if fd is None:
+            for part in parts:
+                await self.stream.send_all(part)
+            return
+        if len(parts) > _IOV_MAX:
+            parts = [b"".join(parts)]
+        try:
+            n = os.write(fd, parts[0]) if len(parts) == 1 else os.writev(fd, parts)
+        except BlockingIOError:
+            n = 0
+        except OSError as exc:
+            raise trio.BrokenResourceError(str(exc)) from exc
+        i = 0
+        for i, part in enumerate(parts):  # skip what the kernel took
+            if n < len(part):
+                break
+            n -= len(part)
+        else:
+            await self._maybe_checkpoint()
+            return
+        # the socket buffer is full: the rest goes through trio, which waits for room
+        await self.stream.send_all(memoryview(parts[i])[n:])
+        for part in parts[i + 1:]:
+            await self.stream.send_all(part)

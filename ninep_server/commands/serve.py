@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..address import parse_address
-from ..config import ConfigError, load_config, parse_chunks, parse_reserve
+from ..config import ConfigError, load_config, parse_chunks, parse_reserve, parse_size
 from .common import DEFAULT_STORE
 
 DEFAULT_LISTEN = "tcp:127.0.0.1:5640"
@@ -46,6 +46,13 @@ def _address(text: str):
 def _reserve(text: str):
     try:
         return parse_reserve(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text, "--chunk-memory")
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -92,6 +99,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="keep a new store's chunks in this S3 bucket (overrides [server] chunks; default: the store's "
         "own chunks/ directory); an existing store must have been created with the same location",
     )
+    serve.add_argument(
+        "--chunk-memory",
+        type=_size,
+        metavar="SIZE",
+        help="bytes of verified chunks kept in memory, so re-reads are copies (256M, 1G; 0: none); "
+        "overrides [server] chunk_memory (default: 256M, 48M for chunks on object storage)",
+    )
     serve.set_defaults(func=_serve)
 
 
@@ -100,7 +114,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     listen = args.listen or _configured_listen(args.config) or [parse_address(DEFAULT_LISTEN)]
     return run_server(store_path=args.store, listen=listen, config_path=args.config,
-                      reserve=args.free_space_reserve, chunks=args.chunks)
+                      reserve=args.free_space_reserve, chunks=args.chunks,
+                      chunk_memory=args.chunk_memory)
 
 
 def _configured_listen(path: str | None) -> list:

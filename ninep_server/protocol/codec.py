@@ -131,6 +131,28 @@ def message_class(type_: int) -> type[Message] | None:
 # -- encoding ----------------------------------------------------------------
 
 
+def encode_parts(msg: Message) -> tuple[bytes, Any]:
+    """Serialize one message as ``(head, payload)``: the frame is ``head + payload``.
+
+    For a message that ends in a data blob (Rread, Rreaddir, Twrite, ...)
+    ``payload`` is that blob itself, not copied, so a sender can hand both
+    to one ``sendmsg``/``writev`` without building the frame; for any other
+    message ``head`` is the whole frame and ``payload`` is empty. The blob
+    may be any bytes-like object (a memoryview of a cached chunk, say).
+    """
+    fast = _FAST_ENCODE.get(type(msg))
+    if fast is not None and fast[2]:
+        st, getter, _ = fast
+        values = getter(msg)
+        data = values[-1]
+        n = len(data)
+        try:
+            return st.pack(st.size + n, msg.TYPE, msg.tag, *values[:-1], n), data
+        except struct.error as exc:
+            raise ValueError(f"cannot encode {type(msg).__name__}: {exc}") from None
+    return encode(msg), b""
+
+
 def encode(msg: Message) -> bytes:
     """Serialize one message into a complete frame (size field included)."""
     fast = _FAST_ENCODE.get(type(msg))
