@@ -27,6 +27,11 @@ given as a ratio to diod's from the same repetition: the figure the project's
 targets are stated in, and one that a noisy machine disturbs less than the
 absolute numbers. ``--no-volume`` skips the bench_volume figures. The load
 average is recorded before and after.
+
+For every host measure the server's own CPU time (user + system, from
+/proc) is recorded too: on a shared, loaded machine the wall-clock figures
+swing with whatever else runs, while the CPU a server spends on the same
+work moves much less.
 """
 from __future__ import annotations
 
@@ -56,6 +61,12 @@ VOLUME = {
 
 def log(msg: str) -> None:
     print(f"[ab {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def server_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) process ``pid`` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def git_rev(tree: Path) -> str:
@@ -100,6 +111,7 @@ def main() -> None:
                            getattr_ops=args.getattr_ops)
     work = tempdir("bench-ab.", args.dir or os.getcwd())
     figures: dict[str, dict[str, list[float]]] = {}
+    cpu: dict[str, dict[str, list[float]]] = {}   # server CPU seconds per host measure
     try:
         servers = {}
         try:
@@ -116,7 +128,10 @@ def main() -> None:
             for r in range(args.reps):
                 for name in HOST:
                     for side in rotate(list(servers), r):
+                        c0 = server_cpu(servers[side].pid())
                         v = host.run_one(name, servers[side], sizes)
+                        cpu.setdefault(name, {}).setdefault(side, []).append(
+                            server_cpu(servers[side].pid()) - c0)
                         figures.setdefault(name, {}).setdefault(side, []).append(v)
                         log(f"rep {r + 1}/{args.reps} {name:18s} {side} {v:10.1f}")
         finally:
@@ -130,10 +145,10 @@ def main() -> None:
                     log(f"rep {r + 1}/{args.reps} {name:18s} {side} {v:10.1f}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    write_report(figures, trees, args, load_before)
+    write_report(figures, trees, args, load_before, cpu)
 
 
-def write_report(figures: dict, trees: dict, args, load_before) -> None:
+def write_report(figures: dict, trees: dict, args, load_before, cpu: dict | None = None) -> None:
     units = dict(VOLUME, diodcat="MB/s", diodls="entries/s", getattr_16="ops/s")
     rows, table, vs_diod = {}, [], []
     for name, by in figures.items():
@@ -168,6 +183,19 @@ def write_report(figures: dict, trees: dict, args, load_before) -> None:
                "[min–max]; higher is better):", "",
                "| measure | unit | diod (median) | old/diod | new/diod |",
                "|---|---|---|---|---|", *vs_diod, ""]
+    cpu_rows = []
+    for name, by in (cpu or {}).items():
+        rows[name]["server_cpu_seconds"] = by
+        cells = " | ".join(f"{median(by[k]):.2f}" if k in by else "–" for k in ("old", "new", "diod"))
+        per = [f"{median([a / b for a, b in zip(by[k], by['diod'])]):.2f}" if "diod" in by else "–"
+               for k in ("old", "new")]
+        cpu_rows.append(f"| {name} | {cells} | {median([n / o for o, n in zip(by['old'], by['new'])]):.2f} "
+                        f"| {per[0]} | {per[1]} |")
+    if cpu_rows:
+        md += ["Server CPU seconds for the same work (user + system, median; lower is better; "
+               "ratios are medians of per-repetition ratios):", "",
+               "| measure | old | new | diod | new/old | old/diod | new/diod |",
+               "|---|---|---|---|---|---|---|", *cpu_rows, ""]
     report.save(args.out, args.name or f"ab-{stamp}", {"meta": meta, "figures": rows}, "\n".join(md))
     print("\n".join(md))
 
