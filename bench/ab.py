@@ -187,10 +187,8 @@ def write_report(figures: dict, trees: dict, args, load_before, cpu: dict | None
     for name, by in (cpu or {}).items():
         rows[name]["server_cpu_seconds"] = by
         cells = " | ".join(f"{median(by[k]):.2f}" if k in by else "–" for k in ("old", "new", "diod"))
-        per = [f"{median([a / b for a, b in zip(by[k], by['diod'])]):.2f}" if "diod" in by else "–"
-               for k in ("old", "new")]
-        cpu_rows.append(f"| {name} | {cells} | {median([n / o for o, n in zip(by['old'], by['new'])]):.2f} "
-                        f"| {per[0]} | {per[1]} |")
+        cpu_rows.append(f"| {name} | {cells} | {_cpu_ratio(by, 'new', 'old')} "
+                        f"| {_cpu_ratio(by, 'old', 'diod')} | {_cpu_ratio(by, 'new', 'diod')} |")
     if cpu_rows:
         md += ["Server CPU seconds for the same work (user + system, median; lower is better; "
                "ratios are medians of per-repetition ratios):", "",
@@ -198,6 +196,13 @@ def write_report(figures: dict, trees: dict, args, load_before, cpu: dict | None
                "|---|---|---|---|---|---|---|", *cpu_rows, ""]
     report.save(args.out, args.name or f"ab-{stamp}", {"meta": meta, "figures": rows}, "\n".join(md))
     print("\n".join(md))
+
+
+def _cpu_ratio(by: dict, num: str, den: str) -> str:
+    """Median of the per-repetition CPU ratios; "–" if a side is missing or used no measurable CPU."""
+    if num not in by or den not in by or not all(by[den]):
+        return "–"
+    return f"{median([a / b for a, b in zip(by[num], by[den])]):.2f}"
 
 
 def _load(avg) -> str:
