@@ -104,6 +104,8 @@ def main() -> None:
     ap.add_argument("--diod", action="store_true",
                     help="also measure diod on the host measures (ratios to diod per repetition)")
     ap.add_argument("--no-volume", action="store_true", help="skip the bench_volume figures")
+    ap.add_argument("--old-label", default=None,
+                    help="what the old tree is, when it is not a git checkout (e.g. the commit it was exported from)")
     args = ap.parse_args()
     load_before = os.getloadavg()
     trees = {"old": args.old.resolve(), "new": args.new.resolve()}
@@ -169,7 +171,7 @@ def write_report(figures: dict, trees: dict, args, load_before, cpu: dict | None
                            f"{median(row['new_per_diod']):.2f} "
                            f"[{min(row['new_per_diod']):.2f}–{max(row['new_per_diod']):.2f}] |")
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    meta = {"old": {"tree": str(trees["old"]), "commit": git_rev(trees["old"])},
+    meta = {"old": {"tree": str(trees["old"]), "commit": args.old_label or git_rev(trees["old"])},
             "new": {"tree": str(trees["new"]), "commit": git_rev(trees["new"])},
             "reps": args.reps, "load_before": load_before, "load_after": os.getloadavg()}
     md = [f"# A/B: {meta['new']['commit']} (new) against {meta['old']['commit']} (old)", "",
