@@ -29,12 +29,19 @@ class ChunkStats:
     served (hits), reads that had to download (misses), its size and bound.
     ``dedup_skips`` counts uploads that found the object already present;
     ``errors`` counts remote requests that failed after their retries.
+    ``memory_*`` describe the in-memory LRU of verified chunks every backend
+    keeps: lookups of the read path it served (hits) or not (misses), its
+    size and bound.
     """
 
     cache_hits: int = 0
     cache_misses: int = 0
     cache_bytes: int = 0
     cache_limit: int = 0
+    memory_hits: int = 0
+    memory_misses: int = 0
+    memory_bytes: int = 0
+    memory_limit: int = 0
     uploads: int = 0
     upload_bytes: int = 0
     dedup_skips: int = 0
@@ -47,6 +54,12 @@ class ChunkStats:
         """hits / (hits + misses), 0.0 before any read."""
         n = self.cache_hits + self.cache_misses
         return self.cache_hits / n if n else 0.0
+
+    @property
+    def memory_hit_ratio(self) -> float:
+        """Memory LRU hits / (hits + misses), 0.0 before any read."""
+        n = self.memory_hits + self.memory_misses
+        return self.memory_hits / n if n else 0.0
 
 
 @runtime_checkable

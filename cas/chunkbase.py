@@ -1,6 +1,13 @@
 """What every chunk backend shares: pins, the in-memory LRU of verified chunks,
 spreading a batch over I/O threads, and read-ahead bookkeeping.
 
+The memory LRU is bounded in bytes. A chunk enters it only after its content
+was hashed and matched its name, so a hit needs no second BLAKE3 pass (like
+ZFS's ARC, which keeps checksummed blocks); every read from a file or an
+object is verified on the way in. ``memory_hits`` and ``memory_misses``
+count the lookups of the read path (:meth:`ChunkBase.cached` with
+``count=True``), the hit-ratio metric.
+
 :class:`ChunkBase` is the base class of :class:`cas.chunks.ChunkStore` and
 :class:`cas.s3chunks.S3Chunks`. A subclass provides :meth:`put`,
 :meth:`_remove` (the actual deletion) and :meth:`advise` (the read-ahead
@@ -19,6 +26,9 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 import blake3
 
 from .errors import FsError
+
+#: default bound of the memory LRU of verified chunks (Store.open's chunk_memory_bytes)
+MEMORY_CACHE_BYTES = 256 << 20
 
 # prefetch() skips a chunk it announced less than _ANNOUNCED_FOR seconds ago
 # (at most _ANNOUNCED_MAX of them): long enough for a reader's overlapping
@@ -57,13 +67,17 @@ class ChunkBase:
     #: whether other stores may reference these chunks (a pool): then only gc deletes
     shared = False
 
-    def __init__(self, read_cache: int, io_threads: int):
+    def __init__(self, memory_bytes: int, io_threads: int):
         self._lock = threading.Lock()
         self._unpinned = threading.Condition(self._lock)
         self._pins: dict[str, int] = {}
         self._deleting: set[str] = set()
         self._rcache: OrderedDict[str, bytes] = OrderedDict()
-        self._rcache_max = read_cache
+        self._rcache_bytes = 0
+        #: bound of the memory LRU of verified chunks, in bytes (0: none kept)
+        self.memory_limit = max(0, memory_bytes)
+        self.memory_hits = 0
+        self.memory_misses = 0
         self._io_threads = max(1, io_threads)
         self._workers: ThreadPoolExecutor | None = None
         self._reader: ThreadPoolExecutor | None = None
@@ -111,7 +125,7 @@ class ChunkBase:
     def delete(self, h: str) -> bool:
         """Remove chunk ``h``; returns False if it was absent."""
         with self._lock:
-            self._rcache.pop(h, None)
+            self._drop_memory(h)
         return self._remove(h)
 
     def delete_if_unpinned(self, h: str) -> bool:
@@ -120,7 +134,7 @@ class ChunkBase:
             if h in self._pins or h in self._deleting:
                 return False
             self._deleting.add(h)
-            self._rcache.pop(h, None)
+            self._drop_memory(h)
         try:
             return self._remove(h)
         finally:
@@ -129,24 +143,53 @@ class ChunkBase:
                 self._unpinned.notify_all()
 
     # -- the memory LRU of verified chunks
-    def cached(self, h: str) -> bytes | None:
-        """The verified content of ``h`` if it is held in memory, else None (no I/O)."""
+    def cached(self, h: str, count: bool = False) -> bytes | None:
+        """The verified content of ``h`` if it is held in memory, else None (no I/O).
+
+        ``count=True`` counts the lookup as a memory hit or miss: the read
+        path's lookups do, read-ahead's and housekeeping's do not.
+        """
         with self._lock:
             data = self._rcache.get(h)
             if data is not None:
                 self._rcache.move_to_end(h)
+                if count:
+                    self.memory_hits += 1
+            elif count:
+                self.memory_misses += 1
             return data
 
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes of verified chunks held in memory now."""
+        return self._rcache_bytes
+
     def _remember(self, h: str, data: bytes) -> None:
-        if self._rcache_max:
-            with self._lock:
-                self._rcache[h] = data
-                if len(self._rcache) > self._rcache_max:
-                    self._rcache.popitem(last=False)
+        """Keep verified ``data`` of ``h`` in memory, evicting the least recently used beyond the bound."""
+        n = len(data)
+        if n > self.memory_limit:
+            return
+        with self._lock:
+            old = self._rcache.get(h)
+            if old is not None:
+                self._rcache.move_to_end(h)
+                return
+            self._rcache[h] = data
+            self._rcache_bytes += n
+            while self._rcache_bytes > self.memory_limit:
+                _, gone = self._rcache.popitem(last=False)
+                self._rcache_bytes -= len(gone)
+
+    def _drop_memory(self, h: str) -> None:
+        """Forget ``h`` (the caller holds the lock)."""
+        data = self._rcache.pop(h, None)
+        if data is not None:
+            self._rcache_bytes -= len(data)
 
     def _forget_memory(self) -> None:
         with self._lock:
             self._rcache.clear()
+            self._rcache_bytes = 0
 
     # -- batches over the I/O threads
     def put_many(self, contents: Sequence, pin: bool = True) -> list[str]:

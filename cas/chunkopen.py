@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from .chunkbackend import ChunkBackend
+from .chunkbase import MEMORY_CACHE_BYTES
 from .chunks import ChunkStore
 from .errors import StoreFormatError
 from .s3config import S3Settings
@@ -70,16 +71,20 @@ def _describe(location: str) -> str:
 
 
 def open_chunks(store_path: str, location: str, *, chunk_size: int, create: bool,
-                s3: S3Settings | None = None, cache_bytes: int | None = None) -> ChunkBackend:
+                s3: S3Settings | None = None, cache_bytes: int | None = None,
+                memory_bytes: int | None = None) -> ChunkBackend:
     """Open the backend of ``location`` for the store at ``store_path``.
 
     Local chunks live in ``STORE/chunks``; an S3 store's cache in
     ``STORE/chunk-cache``. ``create`` claims an S3 prefix for a new store.
+    ``memory_bytes`` bounds the memory LRU of verified chunks (None: the
+    backend's default, 256 MiB for local chunks).
     """
     if not is_remote(location):
-        return ChunkStore(os.path.join(store_path, "chunks"), chunk_size=chunk_size)
+        return ChunkStore(os.path.join(store_path, "chunks"), chunk_size=chunk_size,
+                          memory_bytes=MEMORY_CACHE_BYTES if memory_bytes is None else memory_bytes)
     from .s3chunks import S3Chunks
     return S3Chunks(location, s3 if s3 is not None else S3Settings.resolve(),
                     os.path.join(store_path, "chunk-cache"),
                     CHUNK_CACHE_BYTES if cache_bytes is None else cache_bytes,
-                    chunk_size=chunk_size, create=create)
+                    chunk_size=chunk_size, create=create, memory_bytes=memory_bytes)

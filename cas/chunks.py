@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import structlog
 
 from .chunkbackend import ChunkStats
-from .chunkbase import ChunkBase, chunk_hash
+from .chunkbase import MEMORY_CACHE_BYTES, ChunkBase, chunk_hash
 from .errors import CorruptChunkError, FsError
 from .perms import CHUNK_MODE, DIR_MODE
 
@@ -93,10 +93,10 @@ class ChunkStore(ChunkBase):
 
     A chunk is written to a temporary file in its directory and renamed into
     place; it is never rewritten. Every read from disk re-hashes the content
-    and raises CorruptChunkError on mismatch. A small LRU cache keeps the
-    last ``read_cache`` verified chunks in memory (like ZFS's ARC, content
-    is verified when it enters memory, not again on every hit); read-ahead
-    fills it. Chunks are not fsynced one by one:
+    and raises CorruptChunkError on mismatch. An LRU of at most
+    ``memory_bytes`` keeps verified chunks in memory (like ZFS's ARC, content
+    is verified when it enters memory, not again on every hit); reads and
+    read-ahead fill it. Chunks are not fsynced one by one:
     :meth:`make_durable` flushes everything written so far in one batch.
 
     Pins, the memory cache, the I/O threads that :meth:`put_many` spreads a
@@ -106,9 +106,9 @@ class ChunkStore(ChunkBase):
     read-ahead threads overlap those waits.
     """
 
-    def __init__(self, root: str, read_cache: int = 128, chunk_size: int = 128 * 1024,
+    def __init__(self, root: str, memory_bytes: int = MEMORY_CACHE_BYTES, chunk_size: int = 128 * 1024,
                  io_threads: int | None = None):
-        super().__init__(read_cache, io_threads if io_threads is not None
+        super().__init__(memory_bytes, io_threads if io_threads is not None
                          else min(4, os.cpu_count() or 1))
         self.root = root
         self.location = f"local:{root}"
@@ -123,8 +123,10 @@ class ChunkStore(ChunkBase):
         return f"{self.root}/{h[:2]}/{h}"
 
     def stats(self) -> ChunkStats:
-        """Counters: all zero for local chunks (no remote requests, no chunk cache)."""
-        return ChunkStats()
+        """Counters: the memory LRU's; the remote and disk-cache ones are zero for local chunks."""
+        with self._lock:
+            return ChunkStats(memory_hits=self.memory_hits, memory_misses=self.memory_misses,
+                              memory_bytes=self.memory_bytes, memory_limit=self.memory_limit)
 
     # -- writing ---------------------------------------------------------
     def put(self, data, h: str | None = None, pin: bool = False) -> str:
@@ -190,7 +192,7 @@ class ChunkStore(ChunkBase):
         Raises CorruptChunkError (EIO) if the content does not hash to ``h``
         and FileNotFoundError if the chunk is absent.
         """
-        data = self.cached(h)
+        data = self.cached(h, count=True)
         if data is None:
             data = _read_whole(self.path(h), self._expect)
             self._check(h, data)
@@ -206,7 +208,7 @@ class ChunkStore(ChunkBase):
         Raises CorruptChunkError like :meth:`get`; a missing chunk gives None
         (the blocking path reports it).
         """
-        data = self.cached(h)
+        data = self.cached(h, count=True)
         if data is not None:
             return data
         data = read_if_resident(self.path(h))
@@ -230,7 +232,8 @@ class ChunkStore(ChunkBase):
         """Read chunk ``h`` into ``dest`` and verify it; return its length.
 
         Returns None (reading nothing useful) if the chunk is longer than
-        ``dest``; the caller then uses :meth:`get`. Bypasses the read cache.
+        ``dest``; the caller then uses :meth:`get`. Reads the file whatever
+        the memory LRU holds, and keeps a copy of what it verified there.
         """
         fd = os.open(self.path(h), os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -249,7 +252,9 @@ class ChunkStore(ChunkBase):
             total += n
         if total == cap and os.read(fd, 1):
             return None
-        self._check(h, dest[:total])
+        got = dest[:total]
+        self._check(h, got)
+        self._remember(h, got.tobytes())
         return total
 
     def get_many_into(self, items: list[tuple[str, memoryview]]) -> list[int | None]:
@@ -275,19 +280,38 @@ class ChunkStore(ChunkBase):
                 os.close(fd)
 
     def advise(self, hashes) -> None:
-        """Ask the kernel to start reading these chunk files into the page cache.
+        """Read these chunks ahead into the memory LRU, verified (a read-ahead thread).
 
-        The kernel reads them asynchronously; the reads that follow find them
-        in memory. Missing files are skipped.
+        Every file is announced to the kernel (``WILLNEED``) first, so the
+        disk reads overlap; then each is read and hashed here, off the
+        reader's thread, and kept in memory: the reads that follow are
+        copies from memory. Chunks already in memory and missing files are
+        skipped; a corrupt one is left out (and logged), so the reader's
+        own read reports it.
         """
-        for h in hashes:
-            try:
-                fd = os.open(self.path(h), os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                continue
-            try:
+        fds: list[tuple[str, int]] = []
+        try:
+            for h in hashes:
+                if self.cached(h) is not None:
+                    continue
+                try:
+                    fd = os.open(self.path(h), os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue
+                fds.append((h, fd))
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
-            finally:
+            if not self.memory_limit:
+                return  # no memory to keep them in: the kernel's read-ahead is all there is
+            for h, fd in fds:
+                data = os.read(fd, self._expect + 1)
+                if len(data) > self._expect:
+                    continue  # longer than the store's chunks: the reader's own read copes
+                if chunk_hash(data) != h:
+                    log.error("corrupt chunk", chunk=h, path=self.path(h), length=len(data))
+                    continue
+                self._remember(h, data)
+        finally:
+            for _, fd in fds:
                 os.close(fd)
 
     def has(self, h: str) -> bool:

@@ -25,8 +25,12 @@ if TYPE_CHECKING:
     from .inodes import InodeCache
 
 # Chunk files read ahead for a sequential reader (4 MiB at 128 KiB chunks): the
-# chunk store's read-ahead threads open them and ask the kernel for them.
+# chunk store's read-ahead threads read and verify them into its memory cache.
 READAHEAD_CHUNKS = 32
+# A sequential reader served inline (from memory) moves the read-ahead window on
+# when it enters a chunk whose index is a multiple of this: the window stays at
+# least 3/4 full, and the reads in between cost no read-ahead bookkeeping.
+READAHEAD_REFRESH = READAHEAD_CHUNKS // 4
 
 _IFMT = stat.S_IFMT(0o177777)
 _S_IFLNK = stat.S_IFLNK
@@ -153,7 +157,7 @@ class TreeReads:
         return node if node.opens == 0 and node.nlink <= 0 else None
 
     # ------------------------------------------------------------------ data
-    def read(self, ino: int, offset: int, size: int) -> bytes:
+    def read(self, ino: int, offset: int, size: int) -> bytes | bytearray:
         """Up to ``size`` bytes at ``offset``; holes read as zeros; EIO on a corrupt chunk."""
         for attempt in range(3):
             node, plan, length, ahead = self.plan(ino, offset, size, READAHEAD_CHUNKS)
@@ -171,10 +175,13 @@ class TreeReads:
                     raise fs_error(errno.EIO, f"missing chunk {exc.filename}") from exc
         raise AssertionError("unreachable")
 
-    def plan(self, ino: int, offset: int, size: int,
-             readahead: int = 0) -> tuple[Inode, list, int, list[str]]:
+    def plan(self, ino: int, offset: int, size: int, readahead: int = 0,
+             refresh: int = 1) -> tuple[Inode, list, int, list[str]]:
         """The inode, the read plan of ``[offset, offset+size)`` clamped to the file size,
-        its length, and for a sequential reader up to ``readahead`` stored chunks after it."""
+        its length, and for a sequential reader up to ``readahead`` stored chunks after it.
+
+        With ``refresh`` > 1 the chunks after it are listed only when the read
+        enters a chunk whose index is a multiple of ``refresh``."""
         if offset < 0 or size < 0:
             raise fs_error(errno.EINVAL, "negative offset or size")
         with self.lock:
@@ -184,11 +191,12 @@ class TreeReads:
                 return node, [], 0, []
             ahead = []
             cs = self.chunk_size
-            if readahead and offset == node.read_end:
+            if readahead and offset == node.read_end and (
+                    refresh <= 1 or _enters_mark(offset, end, cs, refresh)):
                 ahead = filedata.following_chunks(node, end, cs, readahead)
             return node, filedata.plan_read(node, offset, end - offset, cs), end - offset, ahead
 
-    def fetch(self, plan: list, length: int) -> bytes:
+    def fetch(self, plan: list, length: int) -> bytes | bytearray:
         """Assemble a read plan (see filedata.plan_read), reading chunks from disk."""
         if len(plan) == 1 and type(plan[0]) is bytes:
             return plan[0]
@@ -196,18 +204,22 @@ class TreeReads:
         mv = memoryview(out)
         pos = 0
         chunks = self.chunks
-        direct = []   # whole chunks, read straight into the output together
+        direct = []   # whole chunks not in memory, read straight into the output together
         for p in plan:
             if type(p) is tuple:
                 h, lo, hi, whole = p
                 n = hi - lo
-                data = chunks.cached(h)
-                if data is None and whole:
-                    direct.append((h, mv[pos:pos + n]))
+                if whole:
+                    piece = chunks.cached(h, count=True)
+                    if piece is None:
+                        direct.append((h, mv[pos:pos + n]))
+                        pos += n
+                        continue
+                    piece = memoryview(piece)[:n]
                 else:
-                    # A part of a chunk is read through the cache: the next read wants the rest.
-                    piece = (data if data is not None else chunks.get(h))[lo:hi]
-                    mv[pos:pos + len(piece)] = piece
+                    # A part of a chunk is read through the memory cache: the next read wants the rest.
+                    piece = memoryview(chunks.get(h))[lo:hi]
+                mv[pos:pos + len(piece)] = piece
             else:
                 n = len(p)
                 mv[pos:pos + n] = p
@@ -217,16 +229,19 @@ class TreeReads:
                 if got is None:  # longer than its extent says: read it whole, keep the start
                     piece = chunks.get(h)[:len(dest)]
                     dest[:len(piece)] = piece
-        return bytes(out)
+        return out
 
-    def read_cached(self, ino: int, offset: int, size: int) -> bytes | None:
+    def read_cached(self, ino: int, offset: int, size: int) -> bytes | memoryview | None:
         """What :meth:`read` returns, if that needs no disk access; else None.
 
         Served from dirty buffers, holes, verified chunks held in memory and
         chunk files in the kernel's page cache (verified on the way), so it
-        is cheap enough to call on an event loop.
+        is cheap enough to call on an event loop. A read within one chunk
+        held in memory is a view of it, not a copy. A sequential reader
+        served here moves the read-ahead window on too (every
+        ``READAHEAD_REFRESH`` chunks), so it does not stall at the window's end.
         """
-        node, plan, length, _ = self.plan(ino, offset, size)
+        node, plan, length, ahead = self.plan(ino, offset, size, READAHEAD_CHUNKS, READAHEAD_REFRESH)
         if not length:
             return b""
         cached = self.chunks.get_nowait
@@ -235,11 +250,23 @@ class TreeReads:
             if type(p) is tuple:
                 data = cached(p[0])
                 if data is None:
+                    if ahead:
+                        self.chunks.prefetch(ahead)
                     return None
-                p = filedata.zero_fill(data, p[1], p[2])
+                lo, hi = p[1], p[2]
+                p = memoryview(data)[lo:hi] if len(data) >= hi else filedata.zero_fill(data, lo, hi)
             pieces.append(p)
         node.read_end = offset + length
+        if ahead:
+            self.chunks.prefetch(ahead)
         return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+def _enters_mark(offset: int, end: int, cs: int, every: int) -> bool:
+    """Whether ``[offset, end)`` holds the start of a chunk whose index is a multiple of ``every``."""
+    first = -(-offset // cs)               # the first chunk starting at or after offset
+    mark = -(-first // every) * every      # the first multiple of ``every`` from there
+    return mark * cs < end
 
 
 def statfs(commits: GroupCommit, quota: int = 0, used: int = 0) -> StatFs:

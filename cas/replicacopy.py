@@ -60,7 +60,7 @@ class WorkingCopies:
 
     def __init__(self, workdir: str, url: str, settings: S3Settings | None = None, *,
                  refresh_interval: float | None = None, grace: float | None = None,
-                 chunk_cache_bytes: int | None = None):
+                 chunk_cache_bytes: int | None = None, chunk_memory_bytes: int | None = None):
         self.workdir = os.path.abspath(workdir)
         self.url = url
         self.location = chunk_location(url)
@@ -68,6 +68,7 @@ class WorkingCopies:
         self.refresh_interval = REFRESH_INTERVAL if refresh_interval is None else refresh_interval
         self.grace = GRACE if grace is None else grace
         self.chunk_cache_bytes = chunk_cache_bytes
+        self.chunk_memory_bytes = chunk_memory_bytes
         self.pool: Pool | None = None
         self._objects = None
         self._lockfd: int | None = None
@@ -162,7 +163,8 @@ class WorkingCopies:
             with open(fd, "w") as f:
                 f.write(f"a working copy of {info.url}, served by a read-only replica\n")
             store = Store.open(dest, replica=True, s3=self.settings,
-                               chunk_cache_bytes=self.chunk_cache_bytes)
+                               chunk_cache_bytes=self.chunk_cache_bytes,
+                               chunk_memory_bytes=self.chunk_memory_bytes)
         except BaseException:
             shutil.rmtree(dest, ignore_errors=True)
             raise

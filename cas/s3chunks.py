@@ -105,10 +105,10 @@ class S3Chunks(ChunkBase):
 
     def __init__(self, url: str, settings: S3Settings, cache_root: str, cache_bytes: int, *,
                  chunk_size: int, create: bool = False, io_threads: int = 8,
-                 read_cache: int | None = None):
+                 memory_bytes: int | None = None):
         # the memory LRU holds more than a read-ahead window (32 chunks), so what
         # read-ahead downloaded is still in memory when the reader gets there
-        super().__init__(read_cache if read_cache is not None else max(40, (48 << 20) // chunk_size),
+        super().__init__(memory_bytes if memory_bytes is not None else max(40 * chunk_size, 48 << 20),
                          io_threads)
         self.bucket, self.prefix = parse_url(url)
         self.location = canonical_url(url)
@@ -331,7 +331,7 @@ class S3Chunks(ChunkBase):
     # -- reading
     def get(self, h: str) -> bytes:
         """The verified content of ``h`` (memory, disk cache, then the bucket)."""
-        data = self.cached(h)
+        data = self.cached(h, count=True)
         if data is None:
             data = self._load(h)
             self._remember(h, data)
@@ -339,7 +339,7 @@ class S3Chunks(ChunkBase):
 
     def get_nowait(self, h: str) -> bytes | None:
         """The content of ``h`` from memory or a cache file in the page cache, else None."""
-        data = self.cached(h)
+        data = self.cached(h, count=True)
         if data is None:
             data = self.cache.get_nowait(h)
             if data is not None:
@@ -518,7 +518,9 @@ class S3Chunks(ChunkBase):
         c = self.cache
         with self._lock:
             return ChunkStats(cache_hits=c.hits, cache_misses=c.misses, cache_bytes=c.bytes,
-                              cache_limit=c.limit, uploads=self._uploads,
+                              cache_limit=c.limit, memory_hits=self.memory_hits,
+                              memory_misses=self.memory_misses, memory_bytes=self.memory_bytes,
+                              memory_limit=self.memory_limit, uploads=self._uploads,
                               upload_bytes=self._upload_bytes, dedup_skips=self._dedup,
                               downloads=self._downloads, download_bytes=self._download_bytes,
                               errors=self._errors)

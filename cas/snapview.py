@@ -111,12 +111,12 @@ class SnapshotVolume(ReadOnlyTree):
         self._check()
         return self._reads.resolve(path, follow)
 
-    def read(self, ino: int, offset: int, size: int) -> bytes:
+    def read(self, ino: int, offset: int, size: int) -> bytes | bytearray:
         """Up to ``size`` bytes at ``offset``; holes read as zeros; EIO on a corrupt chunk."""
         self._check()
         return self._reads.read(ino, offset, size)
 
-    def read_cached(self, ino: int, offset: int, size: int) -> bytes | None:
+    def read_cached(self, ino: int, offset: int, size: int) -> bytes | memoryview | None:
         """What :meth:`read` returns, if that needs no disk access; else None."""
         self._check()
         return self._reads.read_cached(ino, offset, size)

@@ -142,6 +142,7 @@ class Store:
              commit_interval: float = 0.2, dirty_bytes: int | None = None,
              duckdb_memory: str = "96MB", *, chunks: str | None = None,
              s3: S3Settings | None = None, chunk_cache_bytes: int | None = None,
+             chunk_memory_bytes: int | None = None,
              pool_refresh: float | None = None, pool_grace: float | None = None,
              replica: bool = False) -> "Store":
         """Open (or with ``create=True`` create) the store at ``path``.
@@ -157,7 +158,9 @@ class Store:
         endpoint and credentials, default from the environment;
         ``chunk_cache_bytes``: the bound of the local chunk cache). An existing
         store uses what its catalog records; a different ``chunks`` raises
-        StoreFormatError naming both. ``chunk_size`` None is the backend's
+        StoreFormatError naming both. ``chunk_memory_bytes`` bounds the
+        memory LRU of verified chunks (None: 256 MiB for local chunks, 48 MiB
+        for object storage; 0 keeps none). ``chunk_size`` None is the backend's
         default (cas/chunkopen.py). An unreachable bucket or refused credentials
         fail with FsError(EIO) saying what to check.
 
@@ -203,7 +206,8 @@ class Store:
                 version = STORE_FORMAT_REMOTE if chunkopen.is_remote(location) else STORE_FORMAT
                 # claim the bucket before creating anything: an unreachable one leaves no store
                 backend = chunkopen.open_chunks(path, location, chunk_size=chunk_size, create=True,
-                                                s3=s3, cache_bytes=chunk_cache_bytes)
+                                                s3=s3, cache_bytes=chunk_cache_bytes,
+                                                memory_bytes=chunk_memory_bytes)
             else:
                 version = _read_format(path, fmt_path)
                 backend = None
@@ -225,7 +229,7 @@ class Store:
                 if backend is None:
                     backend = chunkopen.open_chunks(
                         path, location, chunk_size=catalog.chunk_size, create=False, s3=s3,
-                        cache_bytes=chunk_cache_bytes)
+                        cache_bytes=chunk_cache_bytes, memory_bytes=chunk_memory_bytes)
                 if fresh:
                     os.fchmod(lockfd, perms.FILE_MODE)
                     fd = os.open(fmt_path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC

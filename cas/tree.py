@@ -83,10 +83,10 @@ class Tree(Protocol):
     def release(self, ino: int) -> None:
         """Drop a handle reference taken by :meth:`open`."""
 
-    def read(self, ino: int, offset: int, size: int) -> bytes:
+    def read(self, ino: int, offset: int, size: int) -> bytes | bytearray:
         """Up to ``size`` bytes at ``offset`` (may wait for the disk)."""
 
-    def read_cached(self, ino: int, offset: int, size: int) -> bytes | None:
+    def read_cached(self, ino: int, offset: int, size: int) -> bytes | memoryview | None:
         """What :meth:`read` returns if no disk access is needed, else None."""
 
     def write(self, ino: int, offset: int, data) -> int:

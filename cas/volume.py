@@ -134,11 +134,11 @@ class Volume:
         """Walk a '/'-separated path from the root, following symlinks (ELOOP after 40)."""
         return self._reads.resolve(path, follow)
 
-    def read(self, ino: int, offset: int, size: int) -> bytes:
+    def read(self, ino: int, offset: int, size: int) -> bytes | bytearray:
         """Up to ``size`` bytes at ``offset``; holes read as zeros; EIO on a corrupt chunk."""
         return self._reads.read(ino, offset, size)
 
-    def read_cached(self, ino: int, offset: int, size: int) -> bytes | None:
+    def read_cached(self, ino: int, offset: int, size: int) -> bytes | memoryview | None:
         """What :meth:`read` returns, if that needs no disk access; else None."""
         return self._reads.read_cached(ino, offset, size)
 

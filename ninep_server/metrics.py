@@ -70,6 +70,11 @@ _CHUNK_FIELDS = (
     ("cache_misses", "ninep_chunk_cache_misses", "Chunk reads the local chunk cache could not serve", True),
     ("cache_bytes", "ninep_chunk_cache_bytes", "Bytes held by the local chunk cache", False),
     ("cache_limit", "ninep_chunk_cache_limit_bytes", "Bound of the local chunk cache", False),
+    ("memory_hits", "ninep_chunk_memory_hits", "Chunk reads served by the memory cache of verified chunks", True),
+    ("memory_misses", "ninep_chunk_memory_misses",
+     "Chunk reads the memory cache of verified chunks could not serve (read and verified)", True),
+    ("memory_bytes", "ninep_chunk_memory_bytes", "Bytes held by the memory cache of verified chunks", False),
+    ("memory_limit", "ninep_chunk_memory_limit_bytes", "Bound of the memory cache of verified chunks", False),
     ("uploads", "ninep_chunk_uploads", "Chunks uploaded to object storage", True),
     ("upload_bytes", "ninep_chunk_upload_bytes", "Bytes uploaded to object storage", True),
     ("dedup_skips", "ninep_chunk_dedup_skips",
@@ -91,6 +96,11 @@ def chunk_families(location: str, stats) -> Iterable:
                               labels=["location"])
     ratio.add_metric([location], stats.cache_hit_ratio)
     yield ratio
+    memory = GaugeMetricFamily("ninep_chunk_memory_hit_ratio",
+                               "Share of chunk reads served by the memory cache of verified chunks "
+                               "(0 before any read)", labels=["location"])
+    memory.add_metric([location], stats.memory_hit_ratio)
+    yield memory
 
 
 class _Collector:

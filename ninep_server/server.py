@@ -154,7 +154,8 @@ class Server:
         """Where the chunks live and the backend's counters since the server started."""
         counters = self.store.chunks.stats()
         return {"location": self.store.chunks.location, **dataclasses.asdict(counters),
-                "cache_hit_ratio": counters.cache_hit_ratio}
+                "cache_hit_ratio": counters.cache_hit_ratio,
+                "memory_hit_ratio": counters.memory_hit_ratio}
 
     # -- serving ---------------------------------------------------------------
 

@@ -55,6 +55,9 @@ _MIN_MSIZE = 4096
 _INLINE_SEND_AT = 4 << 20
 # The reader lets other tasks run after this many frames of one receive.
 _YIELD_EVERY = 64
+# A reply's data blob at least this long is sent as a buffer of its own (a view
+# of the data); shorter ones are joined to their header, a cheap copy.
+_SEPARATE_DATA = 2048
 
 
 class ProtocolViolation(Exception):
@@ -85,8 +88,8 @@ class Session:
         self.msize = p.MAX_MSIZE
         self.negotiated = False
         self.active: dict[int, _Active] = {}
-        self._outq: deque[bytes] = deque()    # task replies, for the writer
-        self._inline: list[bytes] = []         # inline replies, sent by the reader
+        self._outq: deque = deque()    # buffers of task replies, for the writer
+        self._inline: list = []        # buffers of inline replies, sent by the reader
         self._inline_bytes = 0
         self._outq_ready = trio.Event()
         self._send_lock = trio.Lock()
@@ -262,14 +265,25 @@ class Session:
             await self._slots.acquire()
 
     def _answer(self, msg: p.Message, method) -> bool:
-        """Answer ``msg`` inline; False if ``method`` declined (returned None)."""
+        """Answer ``msg`` inline; False if ``method`` declined (returned None).
+
+        Errors become Rlerror as in :meth:`_errors_as_rlerror`, spelled out
+        here: a generator-based context manager costs more per request than
+        the rest of a small reply's bookkeeping.
+        """
         started = time.perf_counter()
-        with self._errors_as_rlerror(msg, inline=True):
+        try:
             reply = method(msg)
             if reply is None:
                 return False
             reply.tag = msg.tag
             self._queue_inline(reply)
+        except OSError as exc:
+            self._log_error(msg, exc)
+            self._reply_error(msg.tag, exc.errno or errno.EIO, True)
+        except Exception:
+            self._log_refusal("error", "request failed", exc_info=True, request=type(msg).__name__)
+            self._reply_error(msg.tag, errno.EIO, True)
         self.ctx.metrics.observe(type(msg).__name__, time.perf_counter() - started)
         return True
 
@@ -360,24 +374,37 @@ class Session:
         else:
             self._queue(reply)
 
+    @staticmethod
+    def _add(out, reply: p.Message) -> int:
+        """Append the buffers of ``reply``'s frame to ``out``; returns its length."""
+        head, data = p.encode_parts(reply)
+        n = len(data)
+        if n >= _SEPARATE_DATA:
+            out.append(head)
+            out.append(data)
+        else:
+            out.append(head + data if n else head)
+        return len(head) + n
+
     def _queue(self, reply: p.Message) -> None:
         """Queue a task's reply for the writer."""
-        self._outq.append(p.encode(reply))
+        self._add(self._outq, reply)
         self._outq_ready.set()
 
     def _queue_inline(self, reply: p.Message) -> None:
         """Queue a reply made by the reader; :meth:`_send_inline` sends it."""
-        frame = p.encode(reply)
-        self._inline.append(frame)
-        self._inline_bytes += len(frame)
+        self._inline_bytes += self._add(self._inline, reply)
 
-    def _take(self, own: list[bytes]) -> bytes:
-        """Everything queued for the writer, then ``own`` (emptied), as one buffer."""
-        frames = list(self._outq)
-        self._outq.clear()
-        frames += own
+    def _take(self, own: list) -> list:
+        """The buffers of everything queued for the writer, then ``own`` (emptied)."""
+        if not self._outq:
+            parts = own[:]
+        else:
+            parts = list(self._outq)
+            self._outq.clear()
+            parts += own
         own.clear()
-        return frames[0] if len(frames) == 1 else b"".join(frames)
+        return parts
 
     async def _send_inline(self) -> None:
         """Send the reader's replies (after the writer's, if it is sending: backpressure)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..address import parse_address
-from ..config import ConfigError, load_config, parse_chunks, parse_reserve
+from ..config import ConfigError, load_config, parse_chunks, parse_reserve, parse_size
 from .common import DEFAULT_STORE, CommandError
 
 DEFAULT_LISTEN = "tcp:127.0.0.1:5640"
@@ -57,6 +57,13 @@ def _address(text: str):
 def _reserve(text: str):
     try:
         return parse_reserve(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_size(text, "--chunk-memory")
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -114,6 +121,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="with --replica: the store to replicate, when several ship copies under PREFIX")
     serve.add_argument("--replica-poll", type=_seconds, metavar="SECONDS",
                        help="with --replica: seconds between looks for a newer catalog copy (default: 60)")
+    serve.add_argument(
+        "--chunk-memory",
+        type=_size,
+        metavar="SIZE",
+        help="bytes of verified chunks kept in memory, so re-reads are copies (256M, 1G; 0: none); "
+        "overrides [server] chunk_memory (default: 256M, 48M for chunks on object storage)",
+    )
     serve.set_defaults(func=_serve)
 
 
@@ -138,11 +152,13 @@ def _serve(args: argparse.Namespace) -> int:
             raise CommandError("--chunks and --free-space-reserve are for a store; a replica "
                                "reads the chunk location from the catalog copy")
         return run_replica(args.replica, listen, workdir=args.store, store_id=args.store_id,
-                           poll=args.replica_poll or DEFAULT_POLL, config_path=args.config)
+                           poll=args.replica_poll or DEFAULT_POLL, config_path=args.config,
+                           chunk_memory=args.chunk_memory)
     if args.store_id or args.replica_poll:
         raise CommandError("--store-id and --replica-poll go with --replica")
     return run_server(store_path=args.store or DEFAULT_STORE, listen=listen, config_path=args.config,
-                      reserve=args.free_space_reserve, chunks=args.chunks)
+                      reserve=args.free_space_reserve, chunks=args.chunks,
+                      chunk_memory=args.chunk_memory)
 
 
 def _configured_listen(path: str | None) -> list:

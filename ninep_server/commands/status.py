@@ -43,6 +43,11 @@ def _status(args) -> int:
     print(f"commits: {c['count']} (mean {mean:.1f} ms, failures {c['failures']}, every {c['interval']}s)")
     k = st["chunks"]
     print(f"chunks: {k['location']}")
+    if "memory_limit" in k:
+        reads = k["memory_hits"] + k["memory_misses"]
+        ratio = f"{k['memory_hit_ratio']:.2f}" if reads else "-"
+        print(f"  memory cache {human(k['memory_bytes'])} of {human(k['memory_limit'])}, hit ratio {ratio} "
+              f"({k['memory_hits']} hits, {k['memory_misses']} misses)")
     if k["location"].startswith("s3://"):
         reads = k["cache_hits"] + k["cache_misses"]
         ratio = f"{k['cache_hit_ratio']:.2f}" if reads else "-"

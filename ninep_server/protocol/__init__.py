@@ -16,6 +16,7 @@ from .codec import (
     dirent_size,
     encode,
     encode_dirents,
+    encode_parts,
     message_class,
 )
 from .constants import *  # noqa: F401,F403 - constants are the public vocabulary

@@ -14,14 +14,16 @@ import typing
 from dataclasses import dataclass, fields
 from typing import Any, Iterable
 
-from .constants import HEADER_SIZE, MAX_WALK_NAMES
-from .messages import ALL_MESSAGES, Dirent, Message, Qid
+from .constants import HEADER_SIZE, MAX_WALK_NAMES, MsgType
+from .messages import ALL_MESSAGES, Dirent, Message, Qid, Twalk
 
 _HEADER = struct.Struct("<IBH")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _QID = struct.Struct("<BIQ")
 _DIRENT_HEAD = struct.Struct("<BIQQBH")
+_WALK_HEAD = struct.Struct("<IIH")
+_TWALK = int(MsgType.TWALK)
 
 
 class ProtocolError(Exception):
@@ -131,6 +133,28 @@ def message_class(type_: int) -> type[Message] | None:
 # -- encoding ----------------------------------------------------------------
 
 
+def encode_parts(msg: Message) -> tuple[bytes, Any]:
+    """Serialize one message as ``(head, payload)``: the frame is ``head + payload``.
+
+    For a message that ends in a data blob (Rread, Rreaddir, Twrite, ...)
+    ``payload`` is that blob itself, not copied, so a sender can hand both
+    to one ``sendmsg``/``writev`` without building the frame; for any other
+    message ``head`` is the whole frame and ``payload`` is empty. The blob
+    may be any bytes-like object (a memoryview of a cached chunk, say).
+    """
+    fast = _FAST_ENCODE.get(type(msg))
+    if fast is not None and fast[2]:
+        st, getter, _ = fast
+        values = getter(msg)
+        data = values[-1]
+        n = len(data)
+        try:
+            return st.pack(st.size + n, msg.TYPE, msg.tag, *values[:-1], n), data
+        except struct.error as exc:
+            raise ValueError(f"cannot encode {type(msg).__name__}: {exc}") from None
+    return encode(msg), b""
+
+
 def encode(msg: Message) -> bytes:
     """Serialize one message into a complete frame (size field included)."""
     fast = _FAST_ENCODE.get(type(msg))
@@ -197,12 +221,41 @@ def decode(frame: bytes | bytearray | memoryview) -> Message:
     if fast is not None and size == len(frame) == HEADER_SIZE + fast[1].size:
         cls, st = fast
         return cls(*st.unpack_from(frame, HEADER_SIZE), tag=tag)
+    if type_ == _TWALK and size == len(frame):
+        msg = _decode_walk(frame, size, tag)
+        if msg is not None:
+            return msg
     try:
         return _decode_body(frame, size, type_, tag)
     except ProtocolError:
         raise
     except Exception as exc:  # defensive: the decoder promises one exception type
         raise ProtocolError(f"undecodable frame: {exc!r}", tag, type_) from None
+
+
+def _decode_walk(frame: Any, size: int, tag: int) -> Twalk | None:
+    """A well-formed Twalk (one per entry of an ``ls -l``), without the general
+    decoder's per-field loop; None for anything else, which the general decoder
+    then reports precisely."""
+    if size < HEADER_SIZE + _WALK_HEAD.size:
+        return None
+    fid, newfid, count = _WALK_HEAD.unpack_from(frame, HEADER_SIZE)
+    if count > MAX_WALK_NAMES:
+        return None
+    pos = HEADER_SIZE + _WALK_HEAD.size
+    names = []
+    for _ in range(count):
+        if pos + 2 > size:
+            return None
+        n = frame[pos] | frame[pos + 1] << 8
+        pos += 2
+        if pos + n > size:
+            return None
+        names.append(bytes(frame[pos:pos + n]))
+        pos += n
+    if pos != size:
+        return None
+    return Twalk(fid=fid, newfid=newfid, wnames=names, tag=tag)
 
 
 def _decode_body(frame: Any, size: int, type_: int, tag: int) -> Message:

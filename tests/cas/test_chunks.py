@@ -32,7 +32,7 @@ def test_delete_and_missing(tmp_path):
 
 
 def test_corruption_detected_and_named(tmp_path):
-    cs = ChunkStore(str(tmp_path / "c"), read_cache=0)
+    cs = ChunkStore(str(tmp_path / "c"), memory_bytes=0)
     h = cs.put(b"x" * 5000)
     p = cs.path(h)
     os.chmod(p, 0o644)
@@ -92,3 +92,63 @@ def test_put_many_failure_leaves_nothing_pinned(tmp_path):
         cs.close()
     with pytest.raises(Exception, match="closed"):
         cs.put_many([b"a", b"b"])
+
+
+def test_memory_cache_is_bounded_in_bytes_and_counts_hits(tmp_path):
+    """The memory LRU holds at most ``memory_bytes``; lookups of the read path count as hits or misses."""
+    cs = ChunkStore(str(tmp_path / "c"), memory_bytes=3000)
+    blobs = [bytes([i]) * 1000 for i in range(5)]
+    hashes = [cs.put(b) for b in blobs]
+    for h, b in zip(hashes, blobs):
+        assert cs.get(h) == b                       # read from disk: a miss each
+        assert cs.memory_bytes <= 3000
+    s = cs.stats()
+    assert (s.memory_hits, s.memory_misses, s.memory_bytes, s.memory_limit) == (0, 5, 3000, 3000)
+    assert [cs.cached(h) is not None for h in hashes] == [False, False, True, True, True]
+    assert cs.get(hashes[4]) == blobs[4] and cs.get(hashes[3]) == blobs[3]   # hits
+    assert cs.get(hashes[0]) == blobs[0]            # evicted: a miss, and it evicts the LRU (2)
+    s = cs.stats()
+    assert (s.memory_hits, s.memory_misses) == (2, 6)
+    assert s.memory_hit_ratio == 2 / 8
+    assert cs.cached(hashes[2]) is None and cs.memory_bytes == 3000
+    big = cs.put(b"z" * 3001)                       # larger than the bound: never kept
+    assert cs.get(big) == b"z" * 3001
+    assert cs.cached(big) is None and cs.memory_bytes <= 3000
+    cs.delete(hashes[0])                            # deletion forgets it, and its bytes
+    assert cs.cached(hashes[0]) is None and cs.memory_bytes == 2000
+    cs.drop_cache()
+    assert cs.memory_bytes == 0 and cs.stats().memory_bytes == 0
+
+
+def test_memory_hits_skip_the_hash_but_every_disk_read_is_verified(tmp_path):
+    """A chunk in memory was verified on its way in; once dropped, the damaged file is refused."""
+    cs = ChunkStore(str(tmp_path / "c"))
+    h = cs.put(b"q" * 5000)
+    assert cs.get(h) == b"q" * 5000                 # read and verified, now in memory
+    p = cs.path(h)
+    os.chmod(p, 0o644)
+    with open(p, "r+b") as f:
+        f.write(b"X")
+    assert cs.get(h) == b"q" * 5000                 # the verified copy, not the damaged file
+    assert cs.get_nowait(h) == b"q" * 5000
+    cs.drop_cache()
+    with pytest.raises(CorruptChunkError):
+        cs.get(h)
+    with pytest.raises(CorruptChunkError):
+        cs.get_into(h, memoryview(bytearray(5000)))
+    assert cs.cached(h) is None                     # nothing unverified entered memory
+
+
+def test_read_ahead_fills_memory_with_verified_chunks_only(tmp_path):
+    cs = ChunkStore(str(tmp_path / "c"))
+    good = cs.put(b"g" * 4000)
+    bad = cs.put(b"b" * 4000)
+    os.chmod(cs.path(bad), 0o644)
+    with open(cs.path(bad), "r+b") as f:
+        f.write(b"X")
+    cs.drop_cache()
+    cs.advise([good, bad, "0" * 64])                # a missing chunk is skipped
+    assert cs.cached(good) == b"g" * 4000
+    assert cs.cached(bad) is None
+    assert cs.stats().memory_hits == cs.stats().memory_misses == 0   # read-ahead is not a lookup
+    cs.close()

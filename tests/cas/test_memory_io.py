@@ -128,6 +128,41 @@ def test_sequential_reads_have_the_kernel_read_ahead(env):
     assert vol.read_cached(ino, (last + 1) * CS, 10) is None          # beyond the window
 
 
+def test_sequential_reads_served_inline_move_the_read_ahead_on(env):
+    """A reader served from memory keeps the window ahead of it: no stall at the window's end."""
+    import time
+    from cas.reads import READAHEAD_REFRESH
+    n = READAHEAD_CHUNKS
+    ino, data = _big_file(env, chunks=n + 3 * READAHEAD_REFRESH)
+    vol = env.vol
+    chunks = env.store.chunks
+    ext = vol.cache.file(ino).extents
+    _evict(env, ino)
+
+    def in_memory(idx):  # no lookup that could read the file or start the kernel's read-ahead
+        return chunks.cached(ext[idx][0]) is not None
+
+    def wait_for(idx):
+        deadline = time.monotonic() + 10
+        while not in_memory(idx) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return in_memory(idx)
+
+    assert vol.read(ino, 0, 100) == data[:100]
+    assert vol.read(ino, 100, CS - 100) == data[100:CS]   # sequential: chunks 1 .. n read ahead
+    assert wait_for(n)
+    chunks.wait_readahead(10)
+    beyond = n + READAHEAD_REFRESH // 2                   # past the first window
+    assert not in_memory(beyond)
+    # inline reads on, through chunk READAHEAD_REFRESH: the window moves with them
+    off = CS
+    while off < (READAHEAD_REFRESH + 1) * CS:
+        assert vol.read_cached(ino, off, CS // 2) == data[off:off + CS // 2]
+        off += CS // 2
+    assert wait_for(beyond)
+    assert vol.read_cached(ino, beyond * CS, 10) == data[beyond * CS:beyond * CS + 10]
+
+
 def test_read_ahead_is_announced_once_per_pass(env):
     """Overlapping windows announce each chunk once; a later pass announces it again."""
     import time

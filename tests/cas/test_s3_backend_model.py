@@ -41,7 +41,7 @@ class BackendMachine(RuleBasedStateMachine):
 
     def _open(self, create: bool) -> S3Chunks:
         return S3Chunks(self.url, self.settings, self.cache_dir, CACHE_LIMIT, chunk_size=1 << 20,
-                        create=create, io_threads=3, read_cache=2)
+                        create=create, io_threads=3, memory_bytes=2 * max(map(len, CONTENTS)))
 
     def teardown(self):
         self.chunks.close()

@@ -70,3 +70,41 @@ def test_reserve_reaches_the_store_from_cli_and_config(tmp_path):
     conf.write_text(f'[server]\nfree_space_reserve = "{huge}"\n')
     code, st = _run(tmp_path / "c", "--config", str(conf))
     assert code == errno.ENOSPC and st.bavail == 0
+
+
+def test_chunk_memory_from_config_and_store_open(tmp_path):
+    """[server] chunk_memory bounds the memory cache of verified chunks of the store it opens."""
+    import pytest
+
+    from cas import Store
+    from ninep_server.config import ConfigError, parse_config
+    from ninep_server.storeopen import open_options
+
+    config = parse_config({"server": {"chunk_memory": "64M"}})
+    assert config.chunk_memory == 64 << 20
+    assert open_options(config)["chunk_memory_bytes"] == 64 << 20
+    assert "chunk_memory_bytes" not in open_options(parse_config({}))
+    with pytest.raises(ConfigError, match="chunk_memory"):
+        parse_config({"server": {"chunk_memory": "lots"}})
+    store = Store.open(str(tmp_path / "s"), create=True, **open_options(config))
+    try:
+        assert store.chunks.stats().memory_limit == 64 << 20
+    finally:
+        store.close()
+    store = Store.open(str(tmp_path / "s"))
+    try:
+        assert store.chunks.stats().memory_limit == 256 << 20   # the default
+    finally:
+        store.close()
+
+
+def test_serve_takes_chunk_memory_on_the_command_line():
+    import pytest
+
+    from ninep_server.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--chunk-memory", "1G"])
+    assert args.chunk_memory == 1 << 30
+    assert build_parser().parse_args(["serve"]).chunk_memory is None   # the config's, else the default
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--chunk-memory", "lots"])

@@ -67,3 +67,32 @@ async def test_rflush_never_overtakes_an_inline_reply(live):
             replies = await rpc(p.Tread(tag=7, fid=2, offset=0, count=5000), p.Tflush(tag=8, oldtag=7))
             assert [type(r) for r in replies] == [p.Rread, p.Rflush]
             assert replies[0].data == b"hello" * 1000
+
+
+def _metric(text: str, name: str) -> float:
+    line = next(ln for ln in text.splitlines() if ln.startswith(name + "{") or ln.startswith(name + " "))
+    return float(line.rsplit(" ", 1)[1])
+
+
+async def test_rereads_are_served_by_the_memory_cache_and_counted(live):
+    """A re-read hits the memory cache of verified chunks; /metrics and status count it."""
+    data = os.urandom(3 * 128 * 1024 + 5000)
+    async with live.connect() as c:
+        await c.write_file(b"f", data, fsync=True)
+    live.store.chunks.drop_cache()
+    before = live.store.chunks.stats()
+    async with live.connect() as c:
+        assert await c.read_file(b"f") == data     # from disk: misses, verified into memory
+        mid = live.store.chunks.stats()
+        assert await c.read_file(b"f") == data     # from memory: hits
+    after = live.store.chunks.stats()
+    assert mid.memory_misses > before.memory_misses
+    assert after.memory_hits > mid.memory_hits and after.memory_misses == mid.memory_misses
+    assert 0 < after.memory_bytes <= after.memory_limit == 256 << 20
+    text = live.server.metrics.render().decode()
+    assert _metric(text, "ninep_chunk_memory_hits_total") == after.memory_hits
+    assert _metric(text, "ninep_chunk_memory_misses_total") == after.memory_misses
+    assert _metric(text, "ninep_chunk_memory_limit_bytes") == 256 << 20
+    assert _metric(text, "ninep_chunk_memory_hit_ratio") == after.memory_hit_ratio > 0
+    chunks = live.server.status()["chunks"]
+    assert chunks["memory_hits"] == after.memory_hits and chunks["memory_hit_ratio"] == after.memory_hit_ratio
