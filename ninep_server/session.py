@@ -267,8 +267,8 @@ class Session:
     def _answer(self, msg: p.Message, method) -> bool:
         """Answer ``msg`` inline; False if ``method`` declined (returned None).
 
-        Errors become Rlerror as in :meth:`_errors_as_rlerror`, spelled out
-        here: a generator-based context manager costs more per request than
+        Errors become Rlerror as in :meth:`_errors_as_rlerror`, without the
+        context manager: a generator-based one costs more per request than
         the rest of a small reply's bookkeeping.
         """
         started = time.perf_counter()
@@ -278,12 +278,8 @@ class Session:
                 return False
             reply.tag = msg.tag
             self._queue_inline(reply)
-        except OSError as exc:
-            self._log_error(msg, exc)
-            self._reply_error(msg.tag, exc.errno or errno.EIO, True)
-        except Exception:
-            self._log_refusal("error", "request failed", exc_info=True, request=type(msg).__name__)
-            self._reply_error(msg.tag, errno.EIO, True)
+        except Exception as exc:
+            self._answer_failure(msg, exc, True)
         self.ctx.metrics.observe(type(msg).__name__, time.perf_counter() - started)
         return True
 
@@ -305,11 +301,16 @@ class Session:
         """Answer a failed request with Rlerror; a flush (Cancelled) passes through."""
         try:
             yield
-        except OSError as exc:
+        except Exception as exc:
+            self._answer_failure(msg, exc, inline)
+
+    def _answer_failure(self, msg: p.Message, exc: Exception, inline: bool) -> None:
+        """Rlerror for a failed request: its errno for an OSError, else EIO (logged with the trace)."""
+        if isinstance(exc, OSError):
             self._log_error(msg, exc)
             self._reply_error(msg.tag, exc.errno or errno.EIO, inline)
-        except Exception:
-            self._log_refusal("error", "request failed", exc_info=True, request=type(msg).__name__)
+        else:
+            self._log_refusal("error", "request failed", exc_info=exc, request=type(msg).__name__)
             self._reply_error(msg.tag, errno.EIO, inline)
 
     def _reply(self, msg: p.Message, reply: p.Message) -> None:
