@@ -107,6 +107,18 @@ def _primary(tmp_path: Path, bucket: str, prefix: str, config: str) -> tuple[Pat
     return store, Serve(store, tmp_path / "primary.log", "--config", str(cfg)).start()
 
 
+def _shipped_and_stopped(tmp_path: Path, bucket: str, prefix: str, files: dict[str, bytes]) -> Path:
+    """A primary that wrote ``files``, took snapshot ``one``, shipped its copy and stopped."""
+    store, primary = _primary(tmp_path, bucket, prefix, "[server]\ncatalog_copy_interval = 0\n")
+    try:
+        primary.call(_writer(files))
+        assert ninep("snapshot", "create", "main@one", "--store", store).returncode == 0
+        _wait_for(lambda: _manifests(bucket, prefix), what="a catalog copy")
+    finally:
+        assert primary.stop() == 0
+    return store
+
+
 def test_replica_serves_snapshots_while_the_primary_writes_snapshots_and_collects(s3_bucket, tmp_path):
     store, primary = _primary(tmp_path, s3_bucket, "rep", "[server]\ncatalog_copy_interval = 0\n"
                               "catalog_copy_keep = 2\n[s3]\npool_refresh = 1\npool_grace = 0\n")
@@ -205,13 +217,7 @@ def test_replica_serves_snapshots_while_the_primary_writes_snapshots_and_collect
 
 
 def test_writes_to_the_replica_fail_with_erofs(s3_bucket, tmp_path):
-    store, primary = _primary(tmp_path, s3_bucket, "ro", "[server]\ncatalog_copy_interval = 0\n")
-    try:
-        primary.call(_writer({"f": b"data\n"}))
-        assert ninep("snapshot", "create", "main@one", "--store", store).returncode == 0
-        _wait_for(lambda: _manifests(s3_bucket, "ro"), what="a catalog copy")
-    finally:
-        assert primary.stop() == 0
+    _shipped_and_stopped(tmp_path, s3_bucket, "ro", {"f": b"data\n"})
     before = objects(dict(os.environ), s3_bucket, "ro/")
     replica = ReplicaProc(tmp_path, f"s3://{s3_bucket}/ro")
     try:
@@ -327,13 +333,7 @@ def test_readme_replica_commands(s3_bucket, tmp_path):
     from ..readme_blocks import blocks
     from .s3util import ROOT
 
-    store, primary = _primary(tmp_path, s3_bucket, "ninep", "[server]\ncatalog_copy_interval = 0\n")
-    try:
-        primary.call(_writer({"kept": b"in the copy\n"}))
-        assert ninep("snapshot", "create", "main@one", "--store", store).returncode == 0
-        _wait_for(lambda: _manifests(s3_bucket, "ninep"), what="a catalog copy")
-    finally:
-        assert primary.stop() == 0
+    _shipped_and_stopped(tmp_path, s3_bucket, "ninep", {"kept": b"in the copy\n"})
     replica, rid, ran = None, None, []
     try:
         for line in blocks((ROOT / "README.md").read_text())["replica"].splitlines():
