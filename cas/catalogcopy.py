@@ -113,7 +113,7 @@ def ship(store, settings: S3Settings | None = None, keep: int = KEEP) -> CopyInf
     """
     if keep < 1:
         raise ValueError("keep must be at least 1")
-    if getattr(store, "replica", False):
+    if store.replica:
         raise FsError(errno.EROFS, f"{store.path}: the working copy of a read-only replica is "
                       f"never shipped; only the store it replicates ships copies")
     location = store.chunks.location

@@ -306,7 +306,7 @@ def _check_chunks(store, report: FsckReport, listed: dict[str, int]) -> None:
             kind = "missing-chunk" if why == "missing" else "chunk-size"
             report.add(kind, f"chunk {h} {why}; used by {where or 'no live file'}{more}")
     referenced = {r[0] for r in refs}
-    pool = getattr(store, "pool", None)
+    pool = store.pool
     if pool is not None:  # in a chunk pool, other members' chunks are not orphans
         referenced |= pool.others_referenced(force=True)
     for h, size in listed.items():

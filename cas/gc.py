@@ -117,7 +117,7 @@ def collect(store, *, dry_run: bool = False, commit: bool = True, batch: int = 2
     if grace is not None and not (math.isfinite(grace) and grace >= 0):
         # a NaN would make every object old enough to delete
         raise FsError(errno.EINVAL, f"grace must be a number of seconds >= 0, not {grace!r}")
-    if getattr(store, "replica", False):
+    if store.replica:
         # its catalog is a copy of another store's: chunks it does not name are not garbage
         raise FsError(errno.EROFS, f"{store.path}: gc never runs on a read-only replica's working "
                       f"copy; run it on the store it replicates")
@@ -148,7 +148,7 @@ def store_references(store) -> set[str]:
 def _collect(store, report: GcReport, dry_run: bool, batch: int, progress: Progress | None,
              force: bool, grace: float | None) -> None:
     chunks, catalog = store.chunks, store.catalog
-    pool = getattr(store, "pool", None)
+    pool = store.pool
     marked = store_references(store)
     if pool is None:
         listed = list_chunks(chunks, progress)
