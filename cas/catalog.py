@@ -48,6 +48,18 @@ CREATE TABLE snapshot_guids (snapshot INTEGER, guid VARCHAR);
 CREATE TABLE received_inodes (dataset INTEGER, remote BIGINT, local BIGINT);
 """
 
+#: ART indexes for the point queries of cache misses. Zone maps do not serve
+#: them: a rewritten inode's new row goes to the end of the table, so after a
+#: while every row group spans old and new inode numbers and a lookup by
+#: ``ino`` scans them all (measured at 1,000,000 files: 1.5 ms against 0.55).
+#: Entries need none: their rows are never rewritten, so zone maps on
+#: ``parent`` keep working, and an index made directory loads slower.
+INDEXES = """
+CREATE INDEX IF NOT EXISTS inodes_ino ON inodes (ino);
+CREATE INDEX IF NOT EXISTS extents_ino ON extents (ino);
+CREATE INDEX IF NOT EXISTS xattrs_ino ON xattrs (ino);
+"""
+
 _I64 = pa.int64()
 
 
@@ -143,6 +155,7 @@ class Catalog:
             (nxt,) = self.db.execute("SELECT coalesce(max(id), 0) + 1 FROM snapshots").fetchone()
             self.db.execute("INSERT INTO meta VALUES ('next_snapshot', ?)", [str(nxt)])
         self._give_snapshots_guids()
+        self.db.execute(INDEXES)  # catalogs made before the indexes get them here
         (self.floor,) = self.db.execute("SELECT coalesce(max(gen), 0) FROM snapshots").fetchone()
         #: False while no row of the catalog, live or not, is a POSIX ACL and
         #: none has been set since: permission checks, chmod and creates then
@@ -242,6 +255,12 @@ class Catalog:
                 "JOIN entries e ON e.child = i.ino "
                 "WHERE e.parent = ? AND e.died IS NULL AND i.died IS NULL", [parent]).fetchall()
             return ents, rows
+
+    def load_entry(self, parent: int, name: bytes) -> tuple | None:
+        with self._rlock:
+            return self.reader.execute(
+                "SELECT child, seq, type FROM entries WHERE parent = ? AND name = ? AND died IS NULL",
+                [parent, name]).fetchone()
 
     def load_extents(self, ino: int) -> list[tuple]:
         with self._rlock:

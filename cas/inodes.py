@@ -1,11 +1,17 @@
 """InodeCache: one tree's bounded LRU of Inode records, loaded on demand.
 
-A miss loads one inode, or a whole directory (its entries and their inodes),
-in one query through a :class:`Loads` loader: the live catalog, or a
+A miss loads one inode, one directory entry, or a whole directory (its
+entries and their inodes) through a :class:`Loads` loader: the live catalog, or a
 snapshot's rows (``cas.snapview.SnapshotLoads``). A directory's children, a
 file's extents and an inode's xattrs are loaded on first use. Eviction drops
 clean, unopened inodes in LRU order; dirty, open, buffered or written-to
-inodes and the root stay. Nothing here locks: the tree's owner holds its
+inodes and the root stay.
+
+A lookup in a directory whose listing is not loaded asks for that one entry
+(a point query) the first :data:`PROBES_BEFORE_LOAD` times, and loads the
+whole listing after that: opening one file by path in each of many large
+directories then costs a few point queries, not a load of every directory
+(ski rental: a directory looked up often pays for its listing once). Nothing here locks: the tree's owner holds its
 lock around every call.
 """
 
@@ -26,6 +32,9 @@ _IFMT = stat.S_IFMT(0o177777)
 _S_IFDIR = stat.S_IFDIR
 _S_IFREG = stat.S_IFREG
 
+#: lookups answered by a point query in a directory before its whole listing is loaded
+PROBES_BEFORE_LOAD = 4
+
 
 class Loads(Protocol):
     """The cache-miss queries, as the live catalog or a snapshot answers them."""
@@ -35,6 +44,9 @@ class Loads(Protocol):
 
     def load_dir(self, parent: int) -> tuple[list[tuple], list[tuple]]:
         """A directory's entries (name, child, seq, type) and its children's inode rows."""
+
+    def load_entry(self, parent: int, name: bytes) -> tuple | None:
+        """Directory ``parent``'s entry ``name``: (child, seq, type), or None."""
 
     def load_extents(self, ino: int) -> list[tuple]:
         """A file's extents: (idx, hash, length)."""
@@ -137,6 +149,23 @@ class InodeCache:
             if len(inodes) > self.commits.max_inodes:
                 self.evict()
         return ch
+
+    def entry(self, node: Inode, name: bytes) -> tuple[int, int, int] | None:
+        """Directory ``node``'s entry ``name`` (child, seq, type), or None.
+
+        From the loaded listing, or while the listing is not loaded, for the
+        first :data:`PROBES_BEFORE_LOAD` lookups, from one point query (the
+        catalog holds everything of a directory whose listing was never
+        loaded: any change loads it first, and a changed directory stays
+        cached until its commit is durable).
+        """
+        ch = node.children
+        if ch is not None:
+            return ch.get(name)
+        if node.persisted and node.probes < PROBES_BEFORE_LOAD and node.is_dir():
+            node.probes += 1
+            return self.loads.load_entry(node.ino, name)
+        return self.children(node).get(name)
 
     def dir(self, ino: int) -> Inode:
         """Directory ``ino`` (ENOTDIR if it is something else)."""

@@ -57,7 +57,7 @@ class TreeReads:
                 if name == b"." or parent == cache.root:
                     return pnode.attr()
                 return cache.get(pnode.parent).attr()
-            ent = cache.children(pnode).get(name)
+            ent = cache.entry(pnode, name)
             if ent is None:
                 raise fs_error(errno.ENOENT, repr(name))
             return cache.get(ent[0]).attr()

@@ -41,6 +41,7 @@ class SnapshotLoads:
                         f"ORDER BY seq")
         self._q_rows = (f"SELECT {_ICOLS_I} FROM inodes i JOIN entries e ON e.child = i.ino "
                         f"WHERE e.parent = ? AND {ve} AND {vi}")
+        self._q_ent = f"SELECT child, seq, type FROM entries t WHERE t.parent = ? AND t.name = ? AND {vt}"
         self._q_ext = f"SELECT idx, hash, length FROM extents t WHERE t.ino = ? AND {vt}"
         self._q_xat = f"SELECT name, value FROM xattrs t WHERE t.ino = ? AND {vt}"
 
@@ -50,6 +51,10 @@ class SnapshotLoads:
 
     def load_dir(self, parent: int) -> tuple[list[tuple], list[tuple]]:
         return self._cat.read(self._q_ents, [parent]), self._cat.read(self._q_rows, [parent])
+
+    def load_entry(self, parent: int, name: bytes) -> tuple | None:
+        rows = self._cat.read(self._q_ent, [parent, name])
+        return rows[0] if rows else None
 
     def load_extents(self, ino: int) -> list[tuple]:
         return self._cat.read(self._q_ext, [ino])

@@ -4,6 +4,7 @@ import os
 import pytest
 
 from cas import CorruptChunkError, FsError, Store, StoreFormatError, StoreLockedError
+from cas.inodes import PROBES_BEFORE_LOAD
 from cas.store import INODE_COST
 
 
@@ -164,6 +165,58 @@ def test_cache_eviction_and_reload(tmp_path):
     assert len(v.cache.inodes) <= 200
     assert s.check() == []
     s.close()
+
+
+def test_lookups_in_an_unloaded_directory_are_point_queries_until_it_pays_to_load_it(env):
+    """A cold directory answers its first PROBES_BEFORE_LOAD lookups (hits and ENOENT)
+    one entry at a time, then loads its listing; a renamed or removed entry, once
+    committed and evicted, is seen as the catalog has it, in the live tree and a snapshot."""
+    s, v = env.store, env.vol
+    d = v.mkdir(v.root, b"big", 0o755, 0, 0).ino
+    for j in range(50):
+        v.create(d, b"f%02d" % j, 0o644, j, 0)
+    v.rename(d, b"f00", d, b"renamed")
+    v.unlink(d, b"f01")
+    s.commit()
+    s.create_snapshot("main", "s")
+    v.unlink(d, b"f02")
+    s.commit()
+    v.evict_all()
+    node = v.cache.get(d)
+    assert node.children is None
+    assert v.lookup(d, b"f10").uid == 10
+    with pytest.raises(FsError) as e:
+        v.lookup(d, b"f01")
+    assert e.value.errno == errno.ENOENT
+    with pytest.raises(FsError):
+        v.lookup(d, b"f02")                                  # gone in the live tree only
+    assert v.lookup(d, b"renamed").uid == 0
+    assert node.children is None and node.probes == PROBES_BEFORE_LOAD == 4
+    assert v.lookup(d, b"f49").uid == 49                     # the fifth: the listing loads
+    assert node.children is not None and len(node.children) == 48
+    snap = s.snapshot_volume("main", "s")
+    snap.evict_all()
+    root = snap.cache.get(snap.root)
+    big = snap.lookup(snap.root, b"big").ino
+    assert snap.lookup(big, b"f02").uid == 2 and snap.lookup(big, b"renamed").uid == 0
+    with pytest.raises(FsError):
+        snap.lookup(big, b"f01")
+    assert snap.cache.get(big).children is None and root is not None
+    assert [e.name for e in v.readdir(d)][:2] == [b"f03", b"f04"]
+    assert s.check() == []
+
+
+def test_catalog_indexes_made_at_open(env):
+    """Opening a catalog made without the per-inode indexes creates them."""
+    def indexes():
+        return {r[0] for r in env.store.catalog.db.execute(
+            "SELECT index_name FROM duckdb_indexes()").fetchall()}
+    assert indexes() == {"inodes_ino", "extents_ino", "xattrs_ino"}
+    for name in indexes():
+        env.store.catalog.db.execute(f"DROP INDEX {name}")
+    assert indexes() == set()
+    env.reopen()
+    assert indexes() == {"inodes_ino", "extents_ino", "xattrs_ino"}
 
 
 def test_dirty_data_flushed_under_pressure(tmp_path):
