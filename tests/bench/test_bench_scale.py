@@ -76,3 +76,7 @@ def test_real_work_totals_are_the_sum_of_the_steps_and_the_target_judges_them():
     assert report.real_work_ratio(res) == pytest.approx(0.5)
     assert report.real_work_ratio(_guest_results(ninep_s=4.0, diod_s=4.0)) == pytest.approx(1.0)
     assert report.real_work_ratio({"guest": {}, "guest_sizes": {"tar_files": 1}}) is None
+    assert report.slowest_real_work_step({"guest": {}, "guest_sizes": {"tar_files": 1}}) is None
+    behind = _guest_results(ninep_s=2.0, diod_s=4.0)
+    behind["guest"]["du_s"]["ninep-64k"] = [100 / 6.0] * 3    # du -s: 6 s against 4
+    assert report.slowest_real_work_step(behind) == ("du_s", pytest.approx(1.5))
