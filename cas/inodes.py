@@ -33,7 +33,7 @@ _S_IFDIR = stat.S_IFDIR
 _S_IFREG = stat.S_IFREG
 
 #: lookups answered by a point query in a directory before its whole listing is loaded
-PROBES_BEFORE_LOAD = 4
+PROBES_BEFORE_LOAD = 2
 
 
 class Loads(Protocol):
