@@ -1,18 +1,18 @@
 """InodeCache: one tree's bounded LRU of Inode records, loaded on demand.
 
 A miss loads one inode, one directory entry, or a whole directory (its
-entries and their inodes) through a :class:`Loads` loader: the live catalog, or a
-snapshot's rows (``cas.snapview.SnapshotLoads``). A directory's children, a
-file's extents and an inode's xattrs are loaded on first use. Eviction drops
-clean, unopened inodes in LRU order; dirty, open, buffered or written-to
-inodes and the root stay.
+entries and their inodes) through a :class:`Loads` loader: the live
+catalog, or a snapshot's rows (``cas.snapview.SnapshotLoads``). A
+directory's children, a file's extents and an inode's xattrs are loaded on
+first use. Eviction drops clean, unopened inodes in LRU order; dirty, open,
+buffered or written-to inodes and the root stay. Nothing here locks: the
+tree's owner holds its lock around every call.
 
 A lookup in a directory whose listing is not loaded asks for that one entry
 (a point query) the first :data:`PROBES_BEFORE_LOAD` times, and loads the
 whole listing after that: opening one file by path in each of many large
 directories then costs a few point queries, not a load of every directory
-(ski rental: a directory looked up often pays for its listing once). Nothing here locks: the tree's owner holds its
-lock around every call.
+(ski rental: a directory looked up often pays for its listing once).
 """
 
 from __future__ import annotations
