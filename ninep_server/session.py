@@ -4,9 +4,13 @@ A session runs one reader task (decodes frames and dispatches them), one
 writer task (sends the replies of tasks, batching what is ready) and one task
 per request that has to wait (data I/O, fsync, blocking locks). Metadata
 requests and reads served from memory are answered inline by the reader,
-which sends those replies itself after each batch of received frames: one
-send per batch and no writer wakeup, which is what a client with one request
-outstanding (diodcat, the kernel's sequential I/O) waits on.
+which sends those replies itself, with no writer wakeup: after each batch of
+received frames (one send per request for a client with one request
+outstanding: diodcat, the kernel's sequential I/O), and within a batch after
+every ``_SEND_EVERY`` replies, so that a client with many requests
+outstanding works on the first replies while the server makes the next ones
+(pipelined Tgetattr, 16 outstanding: 34k -> 39k/s here, and less server CPU
+than diod's for the same work).
 
 Whoever sends holds ``_send_lock`` and takes the task replies queued so far
 before its own, so a reply queued before an Rflush is never sent after it.
@@ -53,6 +57,8 @@ _RECV_SIZE = 1 << 20
 _MIN_MSIZE = 4096
 # The reader sends its replies once they add up to this much, even mid-batch.
 _INLINE_SEND_AT = 4 << 20
+# ... and after this many replies (the client starts on them while the rest are made).
+_SEND_EVERY = 4
 # The reader lets other tasks run after this many frames of one receive.
 _YIELD_EVERY = 64
 # A reply's data blob at least this long is sent as a buffer of its own (a view
@@ -91,6 +97,7 @@ class Session:
         self._outq: deque = deque()    # buffers of task replies, for the writer
         self._inline: list = []        # buffers of inline replies, sent by the reader
         self._inline_bytes = 0
+        self._inline_count = 0         # replies in _inline
         self._outq_ready = trio.Event()
         self._send_lock = trio.Lock()
         self._slots = trio.Semaphore(ctx.config.max_requests_per_connection)
@@ -204,8 +211,8 @@ class Session:
                 while (frame := frames.next_frame()) is not None:
                     await self._dispatch(frame, nursery)
                     frames.max_size = self.msize
-                    if self._inline_bytes > _INLINE_SEND_AT:
-                        await self._send_inline()  # a burst of reads: don't pile up replies
+                    if self._inline_count >= _SEND_EVERY or self._inline_bytes > _INLINE_SEND_AT:
+                        await self._send_inline()  # don't hold answers back behind later requests
                     count += 1
                     if count % _YIELD_EVERY == 0:
                         # A megabyte of small requests answered inline takes a
@@ -395,6 +402,7 @@ class Session:
     def _queue_inline(self, reply: p.Message) -> None:
         """Queue a reply made by the reader; :meth:`_send_inline` sends it."""
         self._inline_bytes += self._add(self._inline, reply)
+        self._inline_count += 1
 
     def _take(self, own: list) -> list:
         """The buffers of everything queued for the writer, then ``own`` (emptied)."""
@@ -411,7 +419,7 @@ class Session:
         """Send the reader's replies (after the writer's, if it is sending: backpressure)."""
         if not self._inline:
             return
-        self._inline_bytes = 0
+        self._inline_bytes = self._inline_count = 0
         if self._send_lock.locked():
             async with self._send_lock:
                 await self.transport.send_all(self._take(self._inline))
