@@ -1,0 +1,198 @@
+"""python -m bench.percall: what one request costs each server, in CPU.
+
+A client with one request outstanding (diodls, ``ls -l``, an untar in a
+guest: the kernel's v9fs waits for each reply before its next request) is
+served at the speed of the server's cost per request, not of its
+throughput. This benchmark sends requests one at a time from a blocking
+socket (the project's sans-I/O codec, no event loop on the client side, so
+the client adds little) and reads, from ``/proc/PID/stat``, the CPU the
+server process spent on them: user time (the server's own code) and system
+time (the kernel's share: socket reads and writes, waking the client, the
+server's sleeps and wake-ups). Measured against ninep and diod in the same
+run, repetitions interleaved.
+
+The requests, each sent ``--requests`` times per repetition:
+
+- ``getattr``: Tgetattr on the attached root;
+- ``walk_clunk``: Twalk to a new fid (no names: a clone) then Tclunk of it,
+  the two requests that surround every lookup;
+- ``bad_fid``: Tgetattr on a fid never attached, answered with Rlerror
+  (EBADF), so the error path is timed too.
+
+Writes ``--out``/percall-<UTC time>.{md,json} (or ``--name``). CPU times
+come in clock ticks (10 ms here): keep ``--requests`` in the thousands.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import os
+import shutil
+import socket
+import struct
+import time
+from pathlib import Path
+from statistics import median
+
+from ninep_server import protocol as p
+
+from . import report
+from .servers import BenchError, Diod, Ninep, Server, rotate, tempdir
+
+HERE = Path(__file__).resolve().parent
+MSIZE = 65536
+ROOT_FID, CLONE_FID, UNKNOWN_FID = 1, 2, 99
+#: measure -> what it sends
+KINDS = {
+    "getattr": "Tgetattr of the root",
+    "walk_clunk": "Twalk (clone) + Tclunk",
+    "bad_fid": "Tgetattr of an unknown fid (Rlerror)",
+}
+
+
+def _frames(kind: str) -> list[bytes]:
+    if kind == "getattr":
+        return [p.encode(p.Tgetattr(tag=1, fid=ROOT_FID, request_mask=p.GetattrMask.ALL))]
+    if kind == "walk_clunk":
+        return [p.encode(p.Twalk(tag=1, fid=ROOT_FID, newfid=CLONE_FID, wnames=[])),
+                p.encode(p.Tclunk(tag=1, fid=CLONE_FID))]
+    if kind == "bad_fid":
+        return [p.encode(p.Tgetattr(tag=1, fid=UNKNOWN_FID, request_mask=p.GetattrMask.ALL))]
+    raise ValueError(kind)
+
+
+def process_cpu(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of process ``pid`` and all its threads so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+class RawClient:
+    """A blocking 9P2000.L client on one TCP connection: one request at a time."""
+
+    def __init__(self, server: Server):
+        host, port = server.address.split(":", 1)[1].rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._buf = bytearray(MSIZE)
+        self.rpc(p.Tversion(tag=p.NOTAG, msize=MSIZE, version=p.VERSION_9P2000L))
+        reply = self.rpc(p.Tattach(tag=1, fid=ROOT_FID, afid=p.NOFID, uname=b"root",
+                                   aname=server.aname.encode(), n_uname=0))
+        if not isinstance(reply, p.Rattach):
+            raise BenchError(f"{server.kind}: attach failed: {reply}")
+
+    def rpc(self, msg: p.Message) -> p.Message:
+        self.sock.sendall(p.encode(msg))
+        return p.decode(self._reply())
+
+    def _reply(self) -> bytes:
+        head = self._exactly(4)
+        (size,) = struct.unpack("<I", head)
+        return head + self._exactly(size - 4)
+
+    def _exactly(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            got = self.sock.recv(n - len(out))
+            if not got:
+                raise BenchError("the server closed the connection")
+            out += got
+        return out
+
+    def run(self, frames: list[bytes], units: int) -> None:
+        """Send ``frames`` ``units`` times, each frame after the previous one's reply."""
+        for _ in range(units):
+            for frame in frames:
+                self.sock.sendall(frame)
+                self._reply()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def measure(server: Server, kind: str, units: int) -> dict[str, float]:
+    """Microseconds per request: wall, server user CPU and server system CPU."""
+    frames = _frames(kind)
+    client = RawClient(server)
+    try:
+        client.run(frames, min(200, units))          # warm up
+        u0, s0 = process_cpu(server.pid())
+        t0 = time.perf_counter()
+        client.run(frames, units)
+        wall = time.perf_counter() - t0
+        u1, s1 = process_cpu(server.pid())
+    finally:
+        client.close()
+    n = units * len(frames)
+    return {"wall_us": wall / n * 1e6, "user_us": (u1 - u0) / n * 1e6,
+            "sys_us": (s1 - s0) / n * 1e6}
+
+
+def markdown(results: dict) -> str:
+    meta = results["meta"]
+    lines = [f"# Per-request cost, ninep and diod: {meta['started']}", "",
+             f"One request outstanding, {meta['requests']:,} requests per measure, "
+             f"{meta['reps']} interleaved repetitions, medians. Server CPU from /proc "
+             f"(user: the server's own code; system: the kernel's part). Load average "
+             f"before {', '.join(f'{x:.2f}' for x in meta['load_before'])}, after "
+             f"{', '.join(f'{x:.2f}' for x in meta['load_after'])}.", "",
+             "| request | server | wall µs/request | user CPU µs | system CPU µs | CPU µs, ninep/diod |",
+             "|---|---|---|---|---|---|"]
+    for kind, desc in KINDS.items():
+        by = results["figures"][kind]
+        med = {srv: {k: median(r[k] for r in runs) for k in ("wall_us", "user_us", "sys_us")}
+               for srv, runs in by.items()}
+        cpu = {srv: m["user_us"] + m["sys_us"] for srv, m in med.items()}
+        for srv in ("ninep", "diod"):
+            ratio = f"{cpu['ninep'] / cpu['diod']:.2f}" if srv == "ninep" and cpu.get("diod") else ""
+            m = med[srv]
+            lines.append(f"| {desc} | {srv} | {m['wall_us']:.1f} | {m['user_us']:.1f} | "
+                         f"{m['sys_us']:.1f} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.percall", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=30_000, help="requests per measure (default 30000)")
+    ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions (default 3)")
+    ap.add_argument("--out", type=Path, default=HERE / "results", help="where results go")
+    ap.add_argument("--name", default=None, help="results file stem (default: percall-<UTC time>)")
+    ap.add_argument("--dir", default=None, help="scratch directory (default: $TMPDIR)")
+    ap.add_argument("--no-save", action="store_true", help="print the table only")
+    args = ap.parse_args(argv)
+    if args.requests < 1 or args.reps < 1:
+        ap.error("--requests and --reps must be at least 1")
+    started = _dt.datetime.now(_dt.timezone.utc)
+    meta = {"started": started.strftime("%Y-%m-%d %H:%M UTC"), "requests": args.requests,
+            "reps": args.reps, "load_before": os.getloadavg()}
+    work = tempdir("bench-percall.", args.dir)
+    figures: dict[str, dict[str, list[dict]]] = {k: {} for k in KINDS}
+    servers: dict[str, Server] = {}
+    try:
+        export = work / "export"
+        export.mkdir()
+        servers["diod"] = Diod(export, work)
+        servers["ninep"] = Ninep(work / "store", work)
+        for r in range(args.reps):
+            for kind in KINDS:
+                for name in rotate(list(servers), r):
+                    units = args.requests // len(_frames(kind)) or 1
+                    figures[kind].setdefault(name, []).append(measure(servers[name], kind, units))
+    finally:
+        for srv in servers.values():
+            srv.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    meta["load_after"] = os.getloadavg()
+    results = {"meta": meta, "figures": figures}
+    md = markdown(results)
+    print(md, end="")
+    if not args.no_save:
+        stem = args.name or f"percall-{started.strftime('%Y%m%dT%H%M%SZ')}"
+        print(f"wrote {report.save(args.out, stem, results, md)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

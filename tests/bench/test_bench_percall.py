@@ -1,0 +1,54 @@
+"""bench.percall measures every request kind against ninep and diod and reports each
+server's wall time and CPU per request (no timing assertions: the figures exist,
+are consistent with each other, and the scratch directory goes)."""
+from __future__ import annotations
+
+import json
+
+from tests.servers import diod_binary, require
+
+
+def test_percall_reports_every_kind_for_both(tmp_path):
+    require(diod_binary() is not None, "diod is not installed")
+    from bench import percall
+
+    out = tmp_path / "out"
+    assert percall.main(["--requests", "400", "--reps", "2", "--out", str(out),
+                         "--dir", str(tmp_path), "--name", "pc"]) == 0
+    res = json.loads((out / "pc.json").read_text())
+    assert set(res["figures"]) == set(percall.KINDS)
+    for kind, by in res["figures"].items():
+        assert set(by) == {"ninep", "diod"}, kind
+        for runs in by.values():
+            assert len(runs) == 2
+            for r in runs:
+                assert r["wall_us"] > 0 and r["user_us"] >= 0 and r["sys_us"] >= 0, (kind, r)
+    md = (out / "pc.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "µs" not in line]
+    assert len(rows) == 2 * len(percall.KINDS)
+    assert all(row.count("|") == 7 for row in rows)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]   # scratch removed
+
+
+def test_raw_client_gets_an_error_for_an_unknown_fid_and_attrs_for_the_root(tmp_path):
+    """The raw client speaks the protocol for real: what bad_fid and getattr time are
+    an Rlerror(EBADF) and an Rgetattr of a directory."""
+    import errno
+    import stat
+
+    from bench.percall import ROOT_FID, UNKNOWN_FID, RawClient
+    from bench.servers import Ninep
+    from ninep_server import protocol as p
+
+    srv = Ninep(tmp_path / "store", tmp_path)
+    try:
+        c = RawClient(srv)
+        try:
+            bad = c.rpc(p.Tgetattr(tag=1, fid=UNKNOWN_FID, request_mask=p.GetattrMask.ALL))
+            good = c.rpc(p.Tgetattr(tag=1, fid=ROOT_FID, request_mask=p.GetattrMask.ALL))
+        finally:
+            c.close()
+    finally:
+        srv.stop()
+    assert isinstance(bad, p.Rlerror) and bad.ecode == errno.EBADF
+    assert isinstance(good, p.Rgetattr) and stat.S_ISDIR(good.mode)
