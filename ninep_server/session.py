@@ -220,6 +220,8 @@ class Session:
                         await trio.lowlevel.checkpoint()
                 await self._send_inline()
                 self._refresh_deadline()
+                # a frame begun: wake when all of it is there (see transport.py)
+                self.transport.expect(frames.needed() if len(frames) else 1)
 
     async def _dispatch(self, frame: bytes, nursery: trio.Nursery) -> None:
         try:

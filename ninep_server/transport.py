@@ -11,12 +11,25 @@ tasks are never starved. Other streams go through their trio methods.
 Replies go out as a list of buffers in one ``writev``: a reply carrying data
 (Rread, Rreaddir) is its header and a view of the data, never copied into one
 frame first.
+
+A large request reaches a TCP socket in pieces: a guest's 64 KiB Twrite
+through QEMU's user networking came in about four, and each piece woke the
+reader for a pass of the event loop. While part of a frame is buffered, the
+reader asks the kernel (``SO_RCVLOWAT``, see :meth:`Transport.expect`) to
+report the socket readable only once the rest is there: one wake-up per
+piece becomes about two per frame (128 MiB written by `dd` in the guest:
+9,100 reads and 9,300 epoll waits became 4,200 and 4,400, and the server's
+CPU 1.3 -> 0.95 s). Linux still wakes a reader below the mark at end of
+stream, on an error, under memory pressure, or when the receive window
+closes, so a client that stops mid-frame is no worse off than before: its
+deadlines apply as usual.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import socket
 
 import trio
 
@@ -32,6 +45,9 @@ class Transport:
         self.stream = stream
         sock = getattr(stream, "socket", None)
         self._fd = sock.fileno() if isinstance(stream, trio.SocketStream) else None
+        # SO_RCVLOWAT counts for poll only on TCP (not on unix sockets)
+        self._tcp = self._fd is not None and sock.family in (socket.AF_INET, socket.AF_INET6)
+        self._lowat = 1
         self._calls = 0
         self.waiting = False   # blocked until the client sends something
         self._drained = False
@@ -39,6 +55,21 @@ class Transport:
         # (and frees) a megabyte per call, measured at ~27 µs, more than a whole
         # small request costs otherwise.
         self._rbuf = memoryview(b"")
+
+    def expect(self, n: int) -> None:
+        """Have the reader woken only once ``n`` bytes can be read (1: any).
+
+        The session calls it with what the frame it has begun still needs,
+        and with 1 once no frame is pending; only a change costs a syscall.
+        """
+        if not self._tcp or n == self._lowat:
+            return
+        try:
+            self.stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, n)
+        except OSError:
+            self._tcp = False   # not worth another try: reads work without it
+            return
+        self._lowat = n
 
     async def _maybe_checkpoint(self) -> None:
         self._calls += 1

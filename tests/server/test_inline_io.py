@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import trio
 
@@ -96,3 +97,61 @@ async def test_rereads_are_served_by_the_memory_cache_and_counted(live):
     assert _metric(text, "ninep_chunk_memory_hit_ratio") == after.memory_hit_ratio > 0
     chunks = live.server.status()["chunks"]
     assert chunks["memory_hits"] == after.memory_hits and chunks["memory_hit_ratio"] == after.memory_hit_ratio
+
+
+async def _session_lowat(live) -> int:
+    """SO_RCVLOWAT of the server's end of its one connection."""
+    (session,) = live.server.sessions.values()
+    return session.transport.stream.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
+
+
+async def _until(cond, what: str) -> None:
+    with trio.move_on_after(10):
+        while not await cond():
+            await trio.sleep(0.005)
+        return
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def test_a_frame_arriving_in_pieces_wakes_the_reader_when_whole(live):
+    """While part of a Twrite is buffered the server's socket asks the kernel to wake
+    it only once the rest can be read (SO_RCVLOWAT); when the frame is whole the mark
+    goes back to 1, so the next small request is answered at once, and the bytes
+    written are exactly those sent."""
+    stream = await trio.open_tcp_stream("127.0.0.1", parse_address(live.tcp).port)
+    async with stream:
+        frames = p.FrameBuffer(max_size=p.MAX_MSIZE)
+
+        async def reply():
+            while (frame := frames.next_frame()) is None:
+                frames.feed(await stream.receive_some(1 << 20))
+            return p.decode(frame)
+
+        async def rpc(msg):
+            await stream.send_all(p.encode(msg))
+            return await reply()
+
+        await rpc(p.Tversion(tag=p.NOTAG, msize=65536, version=p.VERSION_9P2000L))
+        await rpc(p.Tattach(tag=1, fid=1, afid=p.NOFID, uname=b"0", aname=b"", n_uname=0))
+        await rpc(p.Twalk(tag=1, fid=1, newfid=2, wnames=[]))
+        assert isinstance(await rpc(p.Tlcreate(tag=1, fid=2, name=b"w", flags=p.OpenFlags.RDWR,
+                                               mode=0o644, gid=0)), p.Rlcreate)
+        assert await _session_lowat(live) == 1
+        data = os.urandom(60_000)
+        frame = p.encode(p.Twrite(tag=3, fid=2, offset=0, data=data))
+        for cut in (5, 2_000):   # just past the size field, then inside the data
+            await stream.send_all(frame[:cut])
+
+            async def marked(cut=cut):
+                return await _session_lowat(live) == len(frame) - cut
+            await _until(marked, f"SO_RCVLOWAT {len(frame) - cut} with {cut} bytes sent")
+            await stream.send_all(frame[cut:])
+            written = await reply()
+            assert isinstance(written, p.Rwrite) and written.count == len(data)
+
+            async def reset():
+                return await _session_lowat(live) == 1
+            await _until(reset, "SO_RCVLOWAT back to 1")
+        assert isinstance(await rpc(p.Tgetattr(tag=4, fid=2, request_mask=p.GetattrMask.ALL)), p.Rgetattr)
+        back = await rpc(p.Tread(tag=5, fid=2, offset=0, count=60_000))
+        assert back.data == data
