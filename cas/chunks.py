@@ -166,6 +166,10 @@ class ChunkStore(ChunkBase):
             self._unsynced += 1
             self.bytes_written += len(data)
             self.chunks_written += 1
+        # What was just hashed is as verified as a chunk read back: a read
+        # soon after the write (a build, a copy, a checkout) is served from
+        # memory, as the page cache serves it for a plain file system.
+        self._remember(h, data if type(data) is bytes else bytes(data))
         return h
 
     def make_durable(self) -> None:

@@ -99,6 +99,9 @@ def test_memory_cache_is_bounded_in_bytes_and_counts_hits(tmp_path):
     cs = ChunkStore(str(tmp_path / "c"), memory_bytes=3000)
     blobs = [bytes([i]) * 1000 for i in range(5)]
     hashes = [cs.put(b) for b in blobs]
+    assert [cs.cached(h) is not None for h in hashes] == [False, False, True, True, True]
+    assert cs.memory_bytes == 3000                  # what was stored last, within the bound
+    cs.drop_cache()
     for h, b in zip(hashes, blobs):
         assert cs.get(h) == b                       # read from disk: a miss each
         assert cs.memory_bytes <= 3000
@@ -118,6 +121,25 @@ def test_memory_cache_is_bounded_in_bytes_and_counts_hits(tmp_path):
     assert cs.cached(hashes[0]) is None and cs.memory_bytes == 2000
     cs.drop_cache()
     assert cs.memory_bytes == 0 and cs.stats().memory_bytes == 0
+
+
+def test_a_chunk_just_stored_is_read_from_memory(tmp_path):
+    """put hashed the bytes it stores, so it keeps them as a verified chunk: the read
+    that follows a write (a build, a checkout) is a memory hit, with no disk read, even
+    if the file were damaged meanwhile. A put that finds the chunk stored changes nothing."""
+    cs = ChunkStore(str(tmp_path / "c"))
+    data = bytearray(b"w" * 6000)                   # what sealed write buffers hand over
+    h = cs.put(data)
+    data[:1] = b"X"                                 # the caller's buffer is not what memory holds
+    with open(cs.path(h), "r+b") as f:
+        os.chmod(cs.path(h), 0o644)
+        f.write(b"Y")                               # nor is the file read
+    assert cs.get(h) == b"w" * 6000 and type(cs.cached(h)) is bytes
+    assert (cs.stats().memory_hits, cs.stats().memory_misses) == (1, 0)
+    cs.drop_cache()
+    assert cs.put(b"w" * 6000) == h and cs.cached(h) is None   # dedup: not re-read to remember
+    with pytest.raises(CorruptChunkError):
+        cs.get(h)                                   # once dropped, the file is verified again
 
 
 def test_memory_hits_skip_the_hash_but_every_disk_read_is_verified(tmp_path):
