@@ -47,7 +47,7 @@ from pathlib import Path
 from statistics import median
 
 from . import host, report
-from .servers import BenchError, Diod, Ninep, code_env, rotate, tempdir
+from .servers import BenchError, Diod, Ninep, code_env, process_cpu, rotate, tempdir
 
 HERE = Path(__file__).resolve().parent
 HOST = ("diodcat", "diodls", "getattr_16")
@@ -65,8 +65,7 @@ def log(msg: str) -> None:
 
 def server_cpu(pid: int) -> float:
     """CPU seconds (user + system, all threads) process ``pid`` has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(process_cpu(pid))
 
 
 def git_rev(tree: Path) -> str:

@@ -29,7 +29,6 @@ import datetime as _dt
 import os
 import shutil
 import socket
-import struct
 import time
 from pathlib import Path
 from statistics import median
@@ -37,7 +36,7 @@ from statistics import median
 from ninep_server import protocol as p
 
 from . import report
-from .servers import BenchError, Diod, Ninep, Server, rotate, tempdir
+from .servers import BenchError, Diod, Ninep, Server, process_cpu, rotate, tempdir
 
 HERE = Path(__file__).resolve().parent
 MSIZE = 65536
@@ -61,13 +60,6 @@ def _frames(kind: str) -> list[bytes]:
     raise ValueError(kind)
 
 
-def process_cpu(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of process ``pid`` and all its threads so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
-
-
 class RawClient:
     """A blocking 9P2000.L client on one TCP connection: one request at a time."""
 
@@ -75,7 +67,7 @@ class RawClient:
         host, port = server.address.split(":", 1)[1].rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=30)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._buf = bytearray(MSIZE)
+        self._frames = p.FrameBuffer(max_size=MSIZE)
         self.rpc(p.Tversion(tag=p.NOTAG, msize=MSIZE, version=p.VERSION_9P2000L))
         reply = self.rpc(p.Tattach(tag=1, fid=ROOT_FID, afid=p.NOFID, uname=b"root",
                                    aname=server.aname.encode(), n_uname=0))
@@ -87,18 +79,12 @@ class RawClient:
         return p.decode(self._reply())
 
     def _reply(self) -> bytes:
-        head = self._exactly(4)
-        (size,) = struct.unpack("<I", head)
-        return head + self._exactly(size - 4)
-
-    def _exactly(self, n: int) -> bytes:
-        out = b""
-        while len(out) < n:
-            got = self.sock.recv(n - len(out))
+        while (frame := self._frames.next_frame()) is None:
+            got = self.sock.recv(1 << 20)
             if not got:
                 raise BenchError("the server closed the connection")
-            out += got
-        return out
+            self._frames.feed(got)
+        return frame
 
     def run(self, frames: list[bytes], units: int) -> None:
         """Send ``frames`` ``units`` times, each frame after the previous one's reply."""

@@ -155,6 +155,13 @@ class Ninep(Server):
         _wait_tcp(self.port, self.proc)
 
 
+def process_cpu(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds that process ``pid``, all threads, has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def tempdir(prefix: str, base: str | None = None) -> Path:
     d = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
     os.chmod(d, 0o755)
