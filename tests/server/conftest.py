@@ -47,6 +47,13 @@ async def start_live(tmp_path: Path, nursery: trio.Nursery, config: ServerConfig
     return LiveServer(server, store, tcp_shown, unix_shown, admin_unix_shown, admin_tcp_shown)
 
 
+async def wait_for(predicate, timeout: float = 30) -> None:
+    """Poll ``predicate`` until it holds; fail after ``timeout`` seconds."""
+    with trio.fail_after(timeout):
+        while not predicate():
+            await trio.sleep(0.01)
+
+
 @pytest.fixture
 async def live(tmp_path, nursery):
     srv = await start_live(tmp_path, nursery)

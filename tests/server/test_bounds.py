@@ -20,7 +20,7 @@ from ninep_server import protocol as p
 from ninep_server.client import ConnectionClosed, NinepError
 from ninep_server.config import ConfigError, ServerConfig
 
-from .conftest import start_live
+from .conftest import start_live, wait_for
 
 O = p.OpenFlags
 R, W, U = p.LockType.RDLCK, p.LockType.WRLCK, p.LockType.UNLCK
@@ -64,12 +64,6 @@ async def _closed_by_server(stream: trio.SocketStream) -> bool:
 
 def _in_flight(live) -> list[int]:
     return [s["in_flight"] for s in live.server.status()["sessions"]]
-
-
-async def _wait_for(predicate) -> None:
-    with trio.fail_after(HANG):
-        while not predicate():
-            await trio.sleep(0.01)
 
 
 # -- locks ---------------------------------------------------------------------
@@ -116,7 +110,7 @@ async def test_waiting_locks_are_capped_and_never_block_the_connection(bounded):
         ]
         unlock = p.Tlock(fid=f.fid, type=U, flags=0, start=0, length=0, proc_id=1, client_id=b"ninep-client")
         pending = await c.start_many(waits)
-        await _wait_for(lambda: sum(x.done for x in pending) == 16)
+        await wait_for(lambda: sum(x.done for x in pending) == 16, HANG)
         assert _in_flight(live) == [4, 0]  # the four waiting, nothing else
         assert await bystander.stat(b"f")  # other connections are unaffected
         assert await c.stat(b"f")  # and so is this one
@@ -150,7 +144,7 @@ async def test_request_cap_stops_reading_and_spares_other_connections(bounded):
                 snapdir = await c.walk_path(b".snapshots")
                 mkdirs = await c.start_many([p.Tmkdir(dfid=snapdir, name=b"s%d" % i, mode=0o755, gid=0) for i in range(10)])
                 after = await c.start(p.Tgetattr(fid=c.root_fid, request_mask=p.GetattrMask.ALL))
-                await _wait_for(lambda: max(_in_flight(live)) == 4)
+                await wait_for(lambda: max(_in_flight(live)) == 4, HANG)
                 # the bystander is served while this connection is held back
                 await bystander.write_file(b"while-held", b"ok")
                 assert await bystander.read_file(b"while-held") == b"ok"

@@ -10,6 +10,8 @@ import trio
 from ninep_server import protocol as p
 from ninep_server.address import parse_address
 
+from .conftest import wait_for
+
 MiB = 1 << 20
 
 
@@ -99,18 +101,10 @@ async def test_rereads_are_served_by_the_memory_cache_and_counted(live):
     assert chunks["memory_hits"] == after.memory_hits and chunks["memory_hit_ratio"] == after.memory_hit_ratio
 
 
-async def _session_lowat(live) -> int:
+def _session_lowat(live) -> int:
     """SO_RCVLOWAT of the server's end of its one connection."""
     (session,) = live.server.sessions.values()
     return session.transport.stream.socket.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
-
-
-async def _until(cond, what: str) -> None:
-    with trio.move_on_after(10):
-        while not await cond():
-            await trio.sleep(0.005)
-        return
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_a_frame_arriving_in_pieces_wakes_the_reader_when_whole(live):
@@ -136,22 +130,16 @@ async def test_a_frame_arriving_in_pieces_wakes_the_reader_when_whole(live):
         await rpc(p.Twalk(tag=1, fid=1, newfid=2, wnames=[]))
         assert isinstance(await rpc(p.Tlcreate(tag=1, fid=2, name=b"w", flags=p.OpenFlags.RDWR,
                                                mode=0o644, gid=0)), p.Rlcreate)
-        assert await _session_lowat(live) == 1
+        assert _session_lowat(live) == 1
         data = os.urandom(60_000)
         frame = p.encode(p.Twrite(tag=3, fid=2, offset=0, data=data))
         for cut in (5, 2_000):   # just past the size field, then inside the data
             await stream.send_all(frame[:cut])
-
-            async def marked(cut=cut):
-                return await _session_lowat(live) == len(frame) - cut
-            await _until(marked, f"SO_RCVLOWAT {len(frame) - cut} with {cut} bytes sent")
+            await wait_for(lambda cut=cut: _session_lowat(live) == len(frame) - cut, timeout=10)
             await stream.send_all(frame[cut:])
             written = await reply()
             assert isinstance(written, p.Rwrite) and written.count == len(data)
-
-            async def reset():
-                return await _session_lowat(live) == 1
-            await _until(reset, "SO_RCVLOWAT back to 1")
+            await wait_for(lambda: _session_lowat(live) == 1, timeout=10)
         assert isinstance(await rpc(p.Tgetattr(tag=4, fid=2, request_mask=p.GetattrMask.ALL)), p.Rgetattr)
         back = await rpc(p.Tread(tag=5, fid=2, offset=0, count=60_000))
         assert back.data == data
