@@ -102,6 +102,17 @@ def job_cpio(script: bytes, config: dict[str, str], files: dict[str, bytes]) -> 
     return c.finish()
 
 
+#: A guest kernel that livelocks (a soft lockup: a CPU in the kernel without a
+#: reschedule for 2 * watchdog_thresh seconds) panics, and the panic ends the
+#: boot (panic=-1 reboots, -no-reboot exits QEMU) with the whole kernel log
+#: replayed on the console (panic_print bit 5), every CPU's backtrace included:
+#: the test fails in a minute with the trace, not at its timeout without one.
+#: 30 s, not the default 10 s: a TCG vCPU thread the host leaves unscheduled
+#: for a while must not pass for a livelock.
+LOCKUP_CMDLINE = ("panic=-1 softlockup_panic=1 softlockup_all_cpu_backtrace=1 "
+                  "watchdog_thresh=30 panic_print=0x20")
+
+
 def qemu_command(images: dict, initrd: Path, transport: str, server: str,
                  fd_ports: int, memory_mib: int, smp: int, cmdline_extra: str = "") -> list[str]:
     cmd = [
@@ -110,7 +121,7 @@ def qemu_command(images: dict, initrd: Path, transport: str, server: str,
         "-m", str(memory_mib), "-smp", str(smp),
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-kernel", images["vmlinux"], "-initrd", str(initrd),
-        "-append", ("console=ttyS0 quiet loglevel=4 panic=-1 rdinit=/init "
+        "-append", (f"console=ttyS0 quiet loglevel=4 {LOCKUP_CMDLINE} rdinit=/init "
                     + cmdline_extra).strip(),
         "-serial", "stdio",
         "-drive", f"file={images['rootfs']},if=virtio,format=raw,readonly=on",
