@@ -161,11 +161,22 @@ def check_complete(results: dict) -> None:
                 raise BenchError(f"snapshot {k}: no time")
 
 
+def _meets(val: float, op: str, thr: float) -> bool:
+    return {">=": val >= thr, "<=": val <= thr, "<": val < thr}[op]
+
+
 def _status(val: float | None, op: str, thr: float) -> str:
     if val is None:
         return "not run"
-    ok = {">=": val >= thr, "<=": val <= thr, "<": val < thr}[op]
-    return "met" if ok else "**missed**"
+    return "met" if _meets(val, op, thr) else "**missed**"
+
+
+def shown_ratio(val: float | None, op: str, thr: float) -> str:
+    """``val`` to two decimals, or three where two would hide its status (0.998 is not 1.00)."""
+    if val is None:
+        return "–"
+    two = f"{val:.2f}"
+    return two if _meets(float(two), op, thr) == _meets(val, op, thr) else f"{val:.3f}"
 
 
 def save(out: Path, stem: str, results: dict, md: str) -> Path:
@@ -202,7 +213,7 @@ def markdown(results: dict, chart: str | None = None) -> str:
     for section, bench, num, den, op, thr, label in TARGETS:
         r = ratio(results, section, bench, num, den)
         pr = paired_ratios(results, section, bench, num, den)
-        rs = "–" if r is None else f"{r:.2f}" + (f" [{min(pr):.2f}–{max(pr):.2f}]" if pr else "")
+        rs = shown_ratio(r, op, thr) + (f" [{min(pr):.2f}–{max(pr):.2f}]" if r is not None and pr else "")
         L.append(f"| {label} ({num}/{den}) | {rs} | {op} {thr} | {_status(r, op, thr)} |")
     pjd = results.get("pjdfstest", {})
     if "ninep" in pjd and "diod" in pjd:
@@ -211,15 +222,16 @@ def markdown(results: dict, chart: str | None = None) -> str:
                  f"{'met' if a > b else '**missed**'} |")
     rw = real_work_ratio(results)
     L.append(f"| guest real work, total time (ninep-64k/diod, lower is better) | "
-             f"{'–' if rw is None else f'{rw:.2f}'} | <= 0.9 | "
+             f"{shown_ratio(rw, '<=', 0.9)} | <= 0.9 | "
              f"{_status(rw, '<=', 0.9)} |")
     slow = slowest_real_work_step(results)
+    slow_s = "–" if slow is None else f"{shown_ratio(slow[1], '<=', 1.0)} ({slow[0]})"
     L.append(f"| guest real work, slowest step (ninep-64k/diod, lower is better) | "
-             f"{'–' if slow is None else f'{slow[1]:.2f} ({slow[0]})'} | <= 1.0 | "
+             f"{slow_s} | <= 1.0 | "
              f"{_status(None if slow is None else slow[1], '<=', 1.0)} |")
     sr = snapshot_ratio(results)
     L.append(f"| snapshot creation, largest/smallest tree | "
-             f"{'–' if sr is None else f'{sr:.2f}'} | < 2 | {_status(sr, '<', 2)} |")
+             f"{shown_ratio(sr, '<', 2)} | < 2 | {_status(sr, '<', 2)} |")
     L.append("")
 
     if "host" in results:
