@@ -9,7 +9,10 @@ the client adds little) and reads, from ``/proc/PID/stat``, the CPU the
 server process spent on them: user time (the server's own code) and system
 time (the kernel's share: socket reads and writes, waking the client, the
 server's sleeps and wake-ups). Measured against ninep and diod in the same
-run, repetitions interleaved.
+run, repetitions interleaved, and against a floor (bench/floor.py): a bare
+trio loop answering each request with a reply made in advance, the least
+any trio 9P server spends per request. ninep's user time above the floor
+is its own code; the floor is what CPython and trio cost on the machine.
 
 The requests, each sent ``--requests`` times per repetition:
 
@@ -36,11 +39,13 @@ from statistics import median
 from ninep_server import protocol as p
 
 from . import report
-from .servers import BenchError, Diod, Ninep, Server, process_cpu, rotate, tempdir
+from .servers import BenchError, Diod, Floor, Ninep, Server, process_cpu, rotate, tempdir
 
 HERE = Path(__file__).resolve().parent
 MSIZE = 65536
 ROOT_FID, CLONE_FID, UNKNOWN_FID = 1, 2, 99
+#: the servers measured, in the report's order
+SERVERS = ("ninep", "diod", "floor")
 #: measure -> what it sends
 KINDS = {
     "getattr": "Tgetattr of the root",
@@ -120,7 +125,9 @@ def markdown(results: dict) -> str:
     lines = [f"# Per-request cost, ninep and diod: {meta['started']}", "",
              f"One request outstanding, {meta['requests']:,} requests per measure, "
              f"{meta['reps']} interleaved repetitions, medians. Server CPU from /proc "
-             f"(user: the server's own code; system: the kernel's part). Load average "
+             f"(user: the server's own code; system: the kernel's part). *floor*: a bare "
+             f"trio loop with replies made in advance (bench/floor.py), the least a trio "
+             f"server spends per request. Load average "
              f"before {', '.join(f'{x:.2f}' for x in meta['load_before'])}, after "
              f"{', '.join(f'{x:.2f}' for x in meta['load_after'])}.", "",
              "| request | server | wall µs/request | user CPU µs | system CPU µs | CPU µs, ninep/diod |",
@@ -130,7 +137,7 @@ def markdown(results: dict) -> str:
         med = {srv: {k: median(r[k] for r in runs) for k in ("wall_us", "user_us", "sys_us")}
                for srv, runs in by.items()}
         cpu = {srv: m["user_us"] + m["sys_us"] for srv, m in med.items()}
-        for srv in ("ninep", "diod"):
+        for srv in SERVERS:
             ratio = f"{cpu['ninep'] / cpu['diod']:.2f}" if srv == "ninep" and cpu.get("diod") else ""
             m = med[srv]
             lines.append(f"| {desc} | {srv} | {m['wall_us']:.1f} | {m['user_us']:.1f} | "
@@ -161,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         export.mkdir()
         servers["diod"] = Diod(export, work)
         servers["ninep"] = Ninep(work / "store", work)
+        servers["floor"] = Floor(work)
         for r in range(args.reps):
             for kind in KINDS:
                 for name in rotate(list(servers), r):

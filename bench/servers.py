@@ -1,6 +1,6 @@
-"""The servers under test: ninep (`ninep serve`) and Debian's diod.
+"""The servers under test: ninep (`ninep serve`) and Debian's diod (and a floor: bench/floor.py).
 
-Both listen on an ephemeral loopback port.  ``Server.aname`` is what a
+Each listens on an ephemeral loopback port.  ``Server.aname`` is what a
 client attaches to: the exported path for diod, the dataset name for ninep.
 A server that does not come up raises BenchError: a benchmark never runs
 against nothing.
@@ -68,6 +68,30 @@ class Server:
         assert self.proc is not None
         return self.proc.pid
 
+    def _start(self, cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+        """Run ``cmd``, which prints ``listening tcp:HOST:PORT``; wait until it accepts."""
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=open(self.log_path, "ab"), start_new_session=True,
+                                     cwd=str(cwd), env=env)
+        found: list[str] = []
+        done = threading.Event()
+
+        def reader():
+            for line in self.proc.stdout:      # keep draining: never block the server
+                line = line.decode(errors="replace").strip()
+                if line.startswith("listening tcp:") and not found:
+                    found.append(line.split(None, 1)[1])
+                    done.set()
+            done.set()
+
+        threading.Thread(target=reader, daemon=True).start()
+        if not done.wait(60) or not found:
+            self.stop()
+            raise BenchError(f"`{' '.join(cmd)}` did not report a tcp listener; "
+                             f"log:\n{self.log_tail()}")
+        self.address = found[0]
+        _wait_tcp(self.port, self.proc)
+
     def __enter__(self):
         return self
 
@@ -132,27 +156,18 @@ class Ninep(Server):
         if config is not None:   # TOML text for --config
             (Path(workdir) / "ninep.toml").write_text(config)
             cmd += ["--config", str(Path(workdir) / "ninep.toml")]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=open(self.log_path, "ab"), start_new_session=True,
-                                     cwd=str(code or ROOT), env=code_env(code))
-        found: list[str] = []
-        done = threading.Event()
+        self._start(cmd, cwd=code or ROOT, env=code_env(code))
 
-        def reader():
-            for line in self.proc.stdout:      # keep draining: never block the server
-                line = line.decode(errors="replace").strip()
-                if line.startswith("listening tcp:") and not found:
-                    found.append(line.split(None, 1)[1])
-                    done.set()
-            done.set()
 
-        threading.Thread(target=reader, daemon=True).start()
-        if not done.wait(60) or not found:
-            self.stop()
-            raise BenchError(f"`{' '.join(cmd)}` did not report a tcp listener; "
-                             f"log:\n{self.log_tail()}")
-        self.address = found[0]
-        _wait_tcp(self.port, self.proc)
+class Floor(Server):
+    """``python -m bench.floor``: canned replies from a bare trio loop (see bench/floor.py)."""
+
+    kind = "floor"
+
+    def __init__(self, workdir: Path):
+        self.aname = "floor"
+        self.log_path = Path(workdir) / "floor.log"
+        self._start([sys.executable, "-m", "bench.floor"], cwd=ROOT)
 
 
 def process_cpu(pid: int) -> tuple[float, float]:

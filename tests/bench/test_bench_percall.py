@@ -1,5 +1,5 @@
-"""bench.percall measures every request kind against ninep and diod and reports each
-server's wall time and CPU per request (no timing assertions: the figures exist,
+"""bench.percall measures every request kind against ninep, diod and the trio floor
+(bench/floor.py) and reports each server's wall time and CPU per request (no timing assertions: the figures exist,
 are consistent with each other, and the scratch directory goes)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 from tests.servers import diod_binary, require
 
 
-def test_percall_reports_every_kind_for_both(tmp_path):
+def test_percall_reports_every_kind_for_every_server(tmp_path):
     require(diod_binary() is not None, "diod is not installed")
     from bench import percall
 
@@ -18,14 +18,14 @@ def test_percall_reports_every_kind_for_both(tmp_path):
     res = json.loads((out / "pc.json").read_text())
     assert set(res["figures"]) == set(percall.KINDS)
     for kind, by in res["figures"].items():
-        assert set(by) == {"ninep", "diod"}, kind
+        assert set(by) == set(percall.SERVERS), kind
         for runs in by.values():
             assert len(runs) == 2
             for r in runs:
                 assert r["wall_us"] > 0 and r["user_us"] >= 0 and r["sys_us"] >= 0, (kind, r)
     md = (out / "pc.md").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| ") and "µs" not in line]
-    assert len(rows) == 2 * len(percall.KINDS)
+    assert len(rows) == len(percall.SERVERS) * len(percall.KINDS)
     assert all(row.count("|") == 7 for row in rows)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]   # scratch removed
 
@@ -52,3 +52,28 @@ def test_raw_client_gets_an_error_for_an_unknown_fid_and_attrs_for_the_root(tmp_
         srv.stop()
     assert isinstance(bad, p.Rlerror) and bad.ecode == errno.EBADF
     assert isinstance(good, p.Rgetattr) and stat.S_ISDIR(good.mode)
+
+
+def test_the_floor_answers_each_request_with_its_reply_and_tag(tmp_path):
+    """bench/floor.py speaks enough 9P for the raw client: the handshake, a canned reply
+    per request type carrying the request's tag, and Rlerror(EOPNOTSUPP) for the rest."""
+    import errno
+
+    from bench.percall import ROOT_FID, RawClient
+    from bench.servers import Floor
+    from ninep_server import protocol as p
+
+    srv = Floor(tmp_path)
+    try:
+        c = RawClient(srv)           # Tversion and Tattach answered, or it raises
+        try:
+            got = c.rpc(p.Tgetattr(tag=7, fid=ROOT_FID, request_mask=p.GetattrMask.ALL))
+            walk = c.rpc(p.Twalk(tag=9, fid=ROOT_FID, newfid=2, wnames=[]))
+            other = c.rpc(p.Tstatfs(tag=11, fid=ROOT_FID))
+        finally:
+            c.close()
+    finally:
+        srv.stop()
+    assert isinstance(got, p.Rgetattr) and got.tag == 7
+    assert isinstance(walk, p.Rwalk) and walk.tag == 9
+    assert isinstance(other, p.Rlerror) and other.tag == 11 and other.ecode == errno.EOPNOTSUPP
