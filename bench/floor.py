@@ -47,6 +47,7 @@ async def serve_connection(sock: trio.socket.SocketType, replies: dict[int, byte
     """Answer ``sock``'s requests until it closes: raw reads and writes on the fd,
     waiting only when the kernel has nothing (as ninep_server/transport.py does)."""
     frames = p.FrameBuffer(max_size=MSIZE)
+    replies = {t: bytearray(frame) for t, frame in replies.items()}  # tags written per connection
     other = bytearray(p.encode(p.Rlerror(tag=0, ecode=errno.EOPNOTSUPP)))
     buf = memoryview(bytearray(MSIZE))
     fd = sock.fileno()
