@@ -9,8 +9,8 @@ buffered or written-to inodes and the root stay. Nothing here locks: the
 tree's owner holds its lock around every call.
 
 A lookup in a directory whose listing is not loaded asks for that one entry
-(a point query) the first :data:`PROBES_BEFORE_LOAD` times, and loads the
-whole listing after that: opening one file by path in each of many large
+(a point query) the first few times (:func:`probes_before_load`), and loads
+the whole listing after that: opening one file by path in each of many large
 directories then costs a few point queries, not a load of every directory
 (ski rental: a directory looked up often pays for its listing once).
 """
@@ -32,8 +32,24 @@ _IFMT = stat.S_IFMT(0o177777)
 _S_IFDIR = stat.S_IFDIR
 _S_IFREG = stat.S_IFREG
 
-#: lookups answered by a point query in a directory before its whole listing is loaded
+#: lookups answered by a point query in a small directory before its listing is loaded
 PROBES_BEFORE_LOAD = 2
+#: a bigger directory gets one more point query per this many entries it may hold ...
+PROBE_ENTRIES = 128
+#: ... up to this many
+MAX_PROBES = 32
+
+
+def probes_before_load(node: Inode) -> int:
+    """Point queries worth making in directory ``node`` before loading its listing.
+
+    Ski rental: rent (a point query: one catalog query, ~0.6 ms) until renting
+    has cost what buying does (a load: two queries and a record per entry, ~4 ms
+    of queries for 1,000 entries, and every record built evicts another).
+    ``next_seq`` counts the entries ever made in the directory, a bound on what
+    a load reads.
+    """
+    return min(MAX_PROBES, PROBES_BEFORE_LOAD + node.next_seq // PROBE_ENTRIES)
 
 
 class Loads(Protocol):
@@ -154,7 +170,7 @@ class InodeCache:
         """Directory ``node``'s entry ``name`` (child, seq, type), or None.
 
         From the loaded listing, or while the listing is not loaded, for the
-        first :data:`PROBES_BEFORE_LOAD` lookups, from one point query (the
+        first :func:`probes_before_load` lookups, from one point query (the
         catalog holds everything of a directory whose listing was never
         loaded: any change loads it first, and a changed directory stays
         cached until its commit is durable).
@@ -162,7 +178,7 @@ class InodeCache:
         ch = node.children
         if ch is not None:
             return ch.get(name)
-        if node.persisted and node.probes < PROBES_BEFORE_LOAD and node.is_dir():
+        if node.persisted and node.probes < probes_before_load(node) and node.is_dir():
             node.probes += 1
             return self.loads.load_entry(node.ino, name)
         return self.children(node).get(name)

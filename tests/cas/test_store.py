@@ -4,7 +4,7 @@ import os
 import pytest
 
 from cas import CorruptChunkError, FsError, Store, StoreFormatError, StoreLockedError
-from cas.inodes import PROBES_BEFORE_LOAD
+from cas.inodes import MAX_PROBES, PROBE_ENTRIES, PROBES_BEFORE_LOAD, probes_before_load
 from cas.store import INODE_COST
 
 
@@ -205,6 +205,33 @@ def test_lookups_in_an_unloaded_directory_are_point_queries_until_it_pays_to_loa
     assert len(v.cache.get(d).children) == 48 and len(snap.cache.get(big).children) == 49
     assert [e.name for e in v.readdir(d)][:2] == [b"f03", b"f04"]
     assert s.check() == []
+
+
+def test_a_bigger_directory_gets_more_point_queries_before_its_listing_loads(env):
+    """Ski rental scaled to the directory: one more point query per PROBE_ENTRIES
+    entries it may hold (next_seq), so looking up a few names in each of many big
+    directories never loads their listings; a small one loads after PROBES_BEFORE_LOAD."""
+    s, v = env.store, env.vol
+    big = v.mkdir(v.root, b"big", 0o755, 0, 0).ino
+    small = v.mkdir(v.root, b"small", 0o755, 0, 0).ino
+    for j in range(1000):
+        v.create(big, b"f%04d" % j, 0o644, 0, 0)
+    for j in range(10):
+        v.create(small, b"f%04d" % j, 0o644, 0, 0)
+    s.commit()
+    v.evict_all()
+    want = PROBES_BEFORE_LOAD + 1000 // PROBE_ENTRIES
+    assert want == 9 and probes_before_load(v.cache.get(big)) == want
+    assert probes_before_load(v.cache.get(small)) == PROBES_BEFORE_LOAD
+    for parent, probes in ((big, want), (small, PROBES_BEFORE_LOAD)):
+        node = v.cache.get(parent)
+        for i in range(probes + 1):
+            assert v.lookup(parent, b"f%04d" % i).ino
+            # lookup i is a point query while i < probes; the next one loads the listing
+            assert (node.children is None) == (i < probes), (parent, i)
+    node = v.cache.get(big)
+    node.next_seq = 10**9                 # entries ever made: the bound is capped
+    assert probes_before_load(node) == MAX_PROBES
 
 
 def test_catalog_indexes_made_at_open(env):
