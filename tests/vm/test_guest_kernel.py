@@ -5,7 +5,7 @@ guest kernel, seen once in the Docker test under TCG) panics, and a panic
 stops QEMU and replays the kernel log, every CPU's backtrace included. This
 test boots one guest, checks the lockup settings it runs with, and crashes
 its kernel through /proc/sysrq-trigger (the same panic path a soft lockup
-takes): the boot must end within a minute, not at the runner's timeout, and
+takes): the boot must end well before the runner's timeout, and
 the console must hold the panic and the replayed log.
 """
 from __future__ import annotations
@@ -26,11 +26,10 @@ echo "@@STILL-RUNNING@@"
 
 
 def test_a_panicking_guest_ends_its_boot_with_the_kernel_log(vm_images):
-    lines: list[str] = []
     guest = harness.runner.run_guest(
         SCRIPT, server="tcp:127.0.0.1:1", transport="tcp", automount=None,
-        images=vm_images, timeout=600, output=lines.append)
-    out = "".join(lines)
+        images=vm_images, timeout=600, output=lambda line: None)
+    out = guest.output
     assert "@@LOCKUP 1 30 1@@" in out, f"lockup settings not in effect:\n{out[-3000:]}"
     assert not guest.timed_out and guest.seconds < 300, f"boot took {guest.seconds:.0f} s"
     assert guest.rc is None and "@@STILL-RUNNING@@" not in out, out[-3000:]
