@@ -240,9 +240,12 @@ class Catalog:
     # -- loads (cache misses) --------------------------------------------
     def load_inode(self, ino: int) -> tuple | None:
         with self._rlock:
-            return self.reader.execute(
+            # fetchall, not fetchone: a result left unfinished keeps the reader's
+            # transaction open, and DuckDB then refuses to checkpoint
+            rows = self.reader.execute(
                 f"SELECT {','.join(INODE_COLS)} FROM inodes WHERE ino = ? AND died IS NULL",
-                [ino]).fetchone()
+                [ino]).fetchall()
+        return rows[0] if rows else None
 
     def load_dir(self, parent: int) -> tuple[list[tuple], list[tuple]]:
         """Return (entries ordered by seq, inode rows of the children) in two queries."""
@@ -258,9 +261,10 @@ class Catalog:
 
     def load_entry(self, parent: int, name: bytes) -> tuple | None:
         with self._rlock:
-            return self.reader.execute(
+            rows = self.reader.execute(
                 "SELECT child, seq, type FROM entries WHERE parent = ? AND name = ? AND died IS NULL",
-                [parent, name]).fetchone()
+                [parent, name]).fetchall()
+        return rows[0] if rows else None
 
     def load_extents(self, ino: int) -> list[tuple]:
         with self._rlock:

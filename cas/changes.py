@@ -67,7 +67,7 @@ class Changes:
             self.cache.gone.add(ino)
         d.inodes.add(ino)
         node.epoch = self.commits.epoch
-        self.cache.inodes.pop(ino, None)
+        self.cache.discard(ino)
 
     def reset(self) -> None:
         """Drop every buffer and dirty key after the catalog changed under us (rollback)."""
@@ -192,7 +192,7 @@ class Changes:
         """
         cache = self.cache
         for ino in inos:
-            old = cache.inodes.pop(ino, None)
+            old = cache.discard(ino)
             if old is None and ino not in cap.inodes:
                 continue  # another volume's inode
             cache.gone.discard(ino)

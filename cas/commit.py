@@ -48,21 +48,40 @@ class GateLock:
     re-acquire the store lock forever while the commit thread waits. While a
     priority acquisition is pending, new acquisitions by other threads wait
     at the gate until it is done.
+
+    :meth:`defer` queues work for the start of the next outermost
+    acquisition, when no operation is half done: the inode caches evict
+    there, so an operation never loses a record it still holds.
     """
 
-    __slots__ = ("_lock", "_closed", "_open")
+    __slots__ = ("_lock", "_closed", "_open", "_deferred")
 
     def __init__(self):
         self._lock = threading.RLock()
         self._closed = False
         self._open = threading.Event()
         self._open.set()
+        self._deferred: list = []
 
     def __enter__(self):
         if self._closed and not self._lock._is_owned():
             self._open.wait()
+        if self._deferred and not self._lock._is_owned():
+            self._lock.acquire()
+            try:
+                fns, self._deferred = self._deferred, []
+                for fn in fns:
+                    fn()
+            except BaseException:
+                self._lock.release()
+                raise
+            return self
         self._lock.acquire()
         return self
+
+    def defer(self, fn) -> None:
+        """Call ``fn`` (with the lock held) at the next acquisition that is not nested in another."""
+        self._deferred.append(fn)
 
     def __exit__(self, *exc):
         self._lock.release()
@@ -171,11 +190,13 @@ class GroupCommit:
     ``volumes`` maps dataset names to the live volumes that take part
     (the Store fills it). ``dirty_limit`` bounds buffered file data before a
     writer stores it early; beyond ``dirty_inodes_max`` dirty inodes, mutating
-    callers wait for a commit; ``max_inodes`` bounds each volume's inode cache.
+    callers wait for a commit; ``max_inodes`` bounds each volume's inode records
+    and ``max_rows`` its compact rows of clean inodes (cas/inodes.py).
     """
 
     def __init__(self, path: str, catalog: Catalog, chunks: ChunkBackend, *, reserve_bytes: int,
-                 max_inodes: int, dirty_limit: int, dirty_inodes_max: int, fsid: int):
+                 max_inodes: int, max_rows: int, dirty_limit: int, dirty_inodes_max: int,
+                 fsid: int):
         self.path = path
         self.catalog = catalog
         self.chunks = chunks
@@ -186,6 +207,7 @@ class GroupCommit:
         self.reserve_bytes = reserve_bytes
         self.max_file_size = 1 << 62
         self.max_inodes = max_inodes
+        self.max_rows = max_rows
         self.dirty_limit = dirty_limit
         self.dirty_inodes_max = dirty_inodes_max
         self.fsid = fsid

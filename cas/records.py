@@ -100,7 +100,7 @@ class Inode:
         "atime", "mtime", "ctime", "btime", "dver", "parent", "next_seq",
         "target", "children", "listing", "extents", "bufs", "xattrs",
         "epoch", "opens", "persisted", "wseq", "writers", "cuts", "read_end", "failed",
-        "probes",
+        "probes", "ref",
     )
 
     def __init__(self, ino: int, ds: int, mode: int, uid: int, gid: int, nlink: int,
@@ -138,6 +138,7 @@ class Inode:
         # until it changes again), or -1 on the discarded in-memory record.
         self.failed = 0
         self.probes = 0         # names looked up one by one in this directory (InodeCache.entry)
+        self.ref = False        # used since eviction last passed it (a second chance)
 
     def is_dir(self) -> bool:
         return stat.S_ISDIR(self.mode)

@@ -60,7 +60,8 @@ class WorkingCopies:
 
     def __init__(self, workdir: str, url: str, settings: S3Settings | None = None, *,
                  refresh_interval: float | None = None, grace: float | None = None,
-                 chunk_cache_bytes: int | None = None, chunk_memory_bytes: int | None = None):
+                 chunk_cache_bytes: int | None = None, chunk_memory_bytes: int | None = None,
+                 cache_bytes: int | None = None):
         self.workdir = os.path.abspath(workdir)
         self.url = url
         self.location = chunk_location(url)
@@ -69,6 +70,7 @@ class WorkingCopies:
         self.grace = GRACE if grace is None else grace
         self.chunk_cache_bytes = chunk_cache_bytes
         self.chunk_memory_bytes = chunk_memory_bytes
+        self.cache_bytes = cache_bytes            # the metadata cache's bound (None: the default)
         self.pool: Pool | None = None
         self._objects = None
         self._lockfd: int | None = None
@@ -162,9 +164,10 @@ class WorkingCopies:
                          | os.O_CLOEXEC, perms.FILE_MODE)
             with open(fd, "w") as f:
                 f.write(f"a working copy of {info.url}, served by a read-only replica\n")
+            more = {} if self.cache_bytes is None else {"cache_bytes": self.cache_bytes}
             store = Store.open(dest, replica=True, s3=self.settings,
                                chunk_cache_bytes=self.chunk_cache_bytes,
-                               chunk_memory_bytes=self.chunk_memory_bytes)
+                               chunk_memory_bytes=self.chunk_memory_bytes, **more)
         except BaseException:
             shutil.rmtree(dest, ignore_errors=True)
             raise

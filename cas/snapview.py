@@ -90,10 +90,11 @@ class SnapshotVolume(ReadOnlyTree):
             raise FsError(errno.ESTALE,
                           f"ESTALE: snapshot {self.snapshot.dataset}@{self.snapshot.name} was deleted")
 
-    def evict_all(self) -> int:
-        """Drop every inode from the cache (tests use this); returns how many."""
+    def evict_all(self, keep_rows: bool = False) -> int:
+        """Drop every inode record from the cache (tests use this), and their rows
+        unless ``keep_rows`` (cas/inodes.py); returns how many records."""
         with self._lock:
-            return self.cache.evict_all()
+            return self.cache.evict_all(keep_rows)
 
     # -- the queries of TreeReads, after the liveness check -------------------
     def lookup(self, parent: int, name: bytes) -> Attr:

@@ -58,7 +58,13 @@ STORE_FORMAT_REMOTE = 2
 REPLICA_MARKER = "REPLICA"
 #: catalog meta key of a pool member's store id (cas/pool.py)
 STORE_ID_KEY = "store_id"
-INODE_COST = 2560  # bytes per cached inode: ~1.5 KB RSS growth measured per cached file, plus slack
+#: bytes per inode record: ~1.3 KB of RSS measured for a file's record, its extents
+#: and its parent's entry, plus slack
+INODE_COST = 1536
+#: bytes per compact row of a clean inode (cas/inodes.py): ~175 measured, plus slack
+ROW_COST = 192
+#: the share of the metadata cache for inode records; the rest holds compact rows
+RECORD_SHARE = 4
 
 
 class Store:
@@ -75,10 +81,11 @@ class Store:
         self.cache_bytes = cache_bytes
         self.reserve_bytes = reserve_bytes
         self.commit_interval = commit_interval
-        max_inodes = max(64, cache_bytes // INODE_COST)
+        max_inodes = max(64, cache_bytes // RECORD_SHARE // INODE_COST)
         #: the group commit (cas/commit.py): store lock, commit lock, epochs, limits
         self.commits = GroupCommit(
             path, catalog, chunks, reserve_bytes=reserve_bytes, max_inodes=max_inodes,
+            max_rows=max(64, (cache_bytes - max_inodes * INODE_COST) // ROW_COST),
             dirty_limit=dirty_bytes if dirty_bytes is not None else max(
                 4 * self.chunk_size, min(cache_bytes // 4, 64 << 20)),
             # beyond this many dirty inodes, mutating callers wait for a commit

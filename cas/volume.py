@@ -63,7 +63,7 @@ class Volume:
         self.name = name
         self.root = root
         #: the inode records in memory
-        self.cache = InodeCache(commits, ds, root, commits.catalog)
+        self.cache = InodeCache(commits, ds, root, commits.catalog, defer=self._lock.defer)
         self._reads = TreeReads(self.cache, self._lock, commits.chunks, self._cs)
         #: what changed since the last commit
         self.changes = Changes(commits, self.cache, self._lock, commits.chunks)
@@ -93,10 +93,16 @@ class Volume:
         """Inode lookups loaded from the catalog."""
         return self.cache.misses
 
-    def evict_all(self) -> int:
-        """Drop every clean inode from the cache (tests use this); returns how many."""
+    @property
+    def cached(self) -> tuple[int, int]:
+        """(inode records, compact rows) in this volume's metadata cache."""
+        return len(self.cache.inodes), len(self.cache.rows)
+
+    def evict_all(self, keep_rows: bool = False) -> int:
+        """Drop every clean inode record from the cache (tests use this), and their rows
+        unless ``keep_rows`` (cas/inodes.py); returns how many records."""
         with self._lock:
-            return self.cache.evict_all()
+            return self.cache.evict_all(keep_rows)
 
     def invalidate(self) -> None:
         """Forget every cached inode after the catalog changed under us (rollback).

@@ -23,6 +23,7 @@ Example ``ninep.toml``::
     snapdir_hidden = false         # list /.snapshots in the root (it is reachable either way)
     free_space_reserve = "64M"     # writes get ENOSPC below this much free space: "256M", "1G", "5%"
     chunk_memory = "256M"          # verified chunks kept in memory (re-reads are copies; 0: none)
+    metadata_memory = "256M"       # inode records and rows kept in memory, per dataset in use
     chunks = "s3://bucket/prefix"  # a new store keeps its chunks in this bucket (default: local chunks/)
 
     [s3]                           # object storage; the AWS_* variables take precedence over these
@@ -223,6 +224,7 @@ class ServerConfig:
     snapdir_hidden: bool = False
     free_space_reserve: Reserve = Reserve()
     chunk_memory: int | None = None  # bytes of verified chunks kept in memory (None: the store's default)
+    metadata_memory: int | None = None  # bytes of inode records and rows per dataset (None: the store's default)
     admin_socket: str | None = None  # None: <store>/admin.sock; "" disables it
     admin_listen: str | None = None  # "tcp:HOST:PORT": also serve the admin API on TCP
     admin_token: str | None = None  # bearer token the TCP admin listener requires
@@ -312,9 +314,9 @@ def parse_config(data: dict, source: str = "config") -> ServerConfig:
                 kwargs[key] = parse_reserve(value)
             except ValueError as exc:
                 raise ConfigError(f"{source}: server.free_space_reserve: {exc}") from None
-        elif key == "chunk_memory":
+        elif key in ("chunk_memory", "metadata_memory"):
             try:
-                kwargs[key] = parse_size(value, "server.chunk_memory")
+                kwargs[key] = parse_size(value, f"server.{key}")
             except ValueError as exc:
                 raise ConfigError(f"{source}: {exc}") from None
         elif key == "chunks":

@@ -113,6 +113,7 @@ async def serve_until_signalled(server: Server, listen: list[Address]) -> None:
     log.info("serving", listen=server.listening, admin=server.admin_listening, exports=exports, store=str(server.store.path),
              chunks=server.store.chunks.location,
              chunk_memory=server.store.chunks.stats().memory_limit,
+             metadata_memory=server.store.cache_bytes,
              free_space_reserve=server.store.reserve_bytes)
     # Everything loaded so far (modules, the store) lives as long as the
     # process: keep it out of the cyclic collector, whose full passes would
@@ -151,12 +152,13 @@ def warn_if_exposed(server: Server) -> None:
 
 def run_server(store_path: str, listen: list[Address], config_path: str | None = None,
                reserve: Reserve | None = None, chunks: str | None = None,
-               chunk_memory: int | None = None) -> int:
+               chunk_memory: int | None = None, metadata_memory: int | None = None) -> int:
     """Entry point of ``ninep serve``.
 
     ``reserve`` overrides the configured free-space reserve, ``chunks``
-    (``s3://BUCKET/PREFIX``) the configured chunk location of a new store and
-    ``chunk_memory`` the configured bound of the memory cache of verified chunks.
+    (``s3://BUCKET/PREFIX``) the configured chunk location of a new store,
+    ``chunk_memory`` the configured bound of the memory cache of verified chunks
+    and ``metadata_memory`` that of each dataset's metadata cache.
     """
     # Whatever this process creates is owner-only unless it says otherwise: the
     # store sets its own modes, but DuckDB creates its WAL and spill files
@@ -172,6 +174,8 @@ def run_server(store_path: str, listen: list[Address], config_path: str | None =
         options = open_options(config, chunks=chunks)
         if chunk_memory is not None:
             options["chunk_memory_bytes"] = chunk_memory
+        if metadata_memory is not None:
+            options["cache_bytes"] = metadata_memory
         reserve_bytes = (reserve or config.free_space_reserve).resolve(store_path)
         store = Store.open(store_path, create=True, commit_interval=config.commit_interval,
                            reserve_bytes=reserve_bytes, **options)

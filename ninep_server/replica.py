@@ -117,7 +117,7 @@ class Replica:
 
 def run_replica(source: str, listen: list, *, workdir: str | None = None, store_id: str | None = None,
                 poll: float = DEFAULT_POLL, config_path: str | None = None,
-                chunk_memory: int | None = None) -> int:
+                chunk_memory: int | None = None, metadata_memory: int | None = None) -> int:
     """Entry point of ``ninep serve --replica``."""
     from cas.replicacopy import WorkingCopies
     from cas.catalogcopy import resolve_url
@@ -139,7 +139,9 @@ def run_replica(source: str, listen: list, *, workdir: str | None = None, store_
         copies = WorkingCopies(workdir, url, settings, refresh_interval=config.s3.pool_refresh,
                                grace=config.s3.pool_grace, chunk_cache_bytes=config.s3.cache_size,
                                chunk_memory_bytes=chunk_memory if chunk_memory is not None
-                               else config.chunk_memory)
+                               else config.chunk_memory,
+                               cache_bytes=metadata_memory if metadata_memory is not None
+                               else config.metadata_memory)
         copies.__enter__()
     except Exception as exc:
         print(f"ninep: cannot start a replica of {source}: {exc}", file=sys.stderr)

@@ -45,6 +45,8 @@ def open_options(config: ServerConfig | None = None, *, chunks: str | None = Non
         options["s3"] = resolve_s3(file_values)
     if config.chunk_memory is not None:
         options["chunk_memory_bytes"] = config.chunk_memory
+    if config.metadata_memory is not None:
+        options["cache_bytes"] = config.metadata_memory
     if config.s3.cache_size is not None:
         options["chunk_cache_bytes"] = config.s3.cache_size
     if config.s3.pool_refresh is not None:

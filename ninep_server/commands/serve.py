@@ -128,6 +128,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="bytes of verified chunks kept in memory, so re-reads are copies (256M, 1G; 0: none); "
         "overrides [server] chunk_memory (default: 256M, 48M for chunks on object storage)",
     )
+    serve.add_argument(
+        "--metadata-memory",
+        type=_size,
+        metavar="SIZE",
+        help="bytes of inode metadata kept in memory for each dataset in use (256M, 1G): records "
+        "of recently used inodes and compact rows of many more, so a stat or open needs no "
+        "catalog query; overrides [server] metadata_memory (default: 256M)",
+    )
     serve.set_defaults(func=_serve)
 
 
@@ -153,12 +161,12 @@ def _serve(args: argparse.Namespace) -> int:
                                "reads the chunk location from the catalog copy")
         return run_replica(args.replica, listen, workdir=args.store, store_id=args.store_id,
                            poll=args.replica_poll or DEFAULT_POLL, config_path=args.config,
-                           chunk_memory=args.chunk_memory)
+                           chunk_memory=args.chunk_memory, metadata_memory=args.metadata_memory)
     if args.store_id or args.replica_poll:
         raise CommandError("--store-id and --replica-poll go with --replica")
     return run_server(store_path=args.store or DEFAULT_STORE, listen=listen, config_path=args.config,
                       reserve=args.free_space_reserve, chunks=args.chunks,
-                      chunk_memory=args.chunk_memory)
+                      chunk_memory=args.chunk_memory, metadata_memory=args.metadata_memory)
 
 
 def _configured_listen(path: str | None) -> list:

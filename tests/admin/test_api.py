@@ -86,8 +86,10 @@ async def test_status_and_metrics(live, api):
     assert "ninep_written_bytes_total 1000.0" in text
     assert "ninep_read_bytes_total 1000.0" in text
     assert "ninep_connected_clients" in text and "ninep_commit_seconds_count" in text
-    for gauge in ("ninep_dirty_bytes", "ninep_cache_hit_ratio", "ninep_chunk_store_bytes", "ninep_dedup_ratio"):
+    for gauge in ("ninep_dirty_bytes", "ninep_cache_hit_ratio", "ninep_chunk_store_bytes", "ninep_dedup_ratio",
+                  "ninep_metadata_rows"):
         assert f"\n{gauge} " in text, gauge
+    assert float(text.split("\nninep_metadata_records ")[1].split()[0]) >= 2   # the root and f
     assert 'ninep_request_seconds_bucket{le="0.001",type="Twalk"}' in text  # latency histograms
 
 

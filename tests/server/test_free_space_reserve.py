@@ -108,3 +108,35 @@ def test_serve_takes_chunk_memory_on_the_command_line():
     assert build_parser().parse_args(["serve"]).chunk_memory is None   # the config's, else the default
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--chunk-memory", "lots"])
+
+
+def test_metadata_memory_from_config_and_the_command_line(tmp_path):
+    """[server] metadata_memory and `ninep serve --metadata-memory` bound each dataset's
+    metadata cache: its inode records and its compact rows (cas/inodes.py) together."""
+    import json
+
+    from cas import Store
+    from cas.store import INODE_COST, RECORD_SHARE, ROW_COST
+    from ninep_server.cli import build_parser
+    from ninep_server.storeopen import open_options
+
+    config = parse_config({"server": {"metadata_memory": "32M"}})
+    assert config.metadata_memory == 32 << 20
+    assert open_options(config)["cache_bytes"] == 32 << 20
+    assert "cache_bytes" not in open_options(parse_config({}))
+    with pytest.raises(ConfigError, match="metadata_memory"):
+        parse_config({"server": {"metadata_memory": "lots"}})
+    assert build_parser().parse_args(["serve", "--metadata-memory", "1G"]).metadata_memory == 1 << 30
+    assert build_parser().parse_args(["serve"]).metadata_memory is None   # the config's, else the default
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "--metadata-memory", "lots"])
+    with Store.open(str(tmp_path / "s"), create=True, **open_options(config)) as store:
+        c = store.commits
+        assert c.max_inodes == (32 << 20) // RECORD_SHARE // INODE_COST
+        assert c.max_inodes * INODE_COST + c.max_rows * ROW_COST <= 32 << 20
+        assert c.max_rows > 120_000       # rows of 120,000 inodes besides 5,000 records
+    server = start_ninep(tmp_path / "served", "--metadata-memory", "8M")
+    server.stop()
+    serving = [json.loads(line) for line in server.proc.stderr.read().splitlines()
+               if '"serving"' in line]
+    assert [e["metadata_memory"] for e in serving] == [8 << 20]
