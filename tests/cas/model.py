@@ -43,6 +43,7 @@ class TreeMachine(RuleBasedStateMachine):
         self.options = self.store_options()
         self.store = Store.open(self.dir + "/s", create=True, chunk_size=CHUNK, dirty_bytes=4 * CHUNK,
                                 **self.options)
+        self.opened(self.store)
         self.store.create_dataset("m")
         self.vol = self.store.volume("m")
         self.nodes = {0: MNode("d")}
@@ -55,6 +56,9 @@ class TreeMachine(RuleBasedStateMachine):
             self.store.close()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def opened(self, store) -> None:
+        """Called with the store after each open (a subclass may change its limits)."""
 
     def store_options(self) -> dict:
         """Extra Store.open options of a new store (a subclass puts its chunks elsewhere)."""
@@ -244,4 +248,5 @@ class TreeMachine(RuleBasedStateMachine):
     def reopen(self):
         self.store.close()
         self.store = Store.open(self.dir + "/s", dirty_bytes=4 * CHUNK, **self.options)
+        self.opened(self.store)
         self.vol = self.store.volume("m")

@@ -55,6 +55,21 @@ VolumeMachine.TestCase.settings = settings(
 TestVolumeStateful = VolumeMachine.TestCase
 
 
+class TinyCacheMachine(VolumeMachine):
+    """The same machine with a metadata cache of 3 records and 5 rows: almost every
+    operation evicts records (between operations) and rebuilds others from rows or the catalog."""
+
+    def opened(self, store) -> None:
+        store.commits.max_inodes = 3
+        store.commits.max_rows = 5
+
+
+def test_volume_stateful_with_a_tiny_metadata_cache():
+    run_state_machine_as_test(TinyCacheMachine, settings=settings(
+        max_examples=int(os.environ.get("CAS_STATEFUL_EXAMPLES", "60")), stateful_step_count=40,
+        deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
+
+
 class S3VolumeMachine(VolumeMachine):
     """The same machine on a store whose chunks are in a SeaweedFS bucket (a fresh prefix per
     example), with a local chunk cache of a few chunks so reads evict and download."""
