@@ -191,11 +191,11 @@ class GroupCommit:
     (the Store fills it). ``dirty_limit`` bounds buffered file data before a
     writer stores it early; beyond ``dirty_inodes_max`` dirty inodes, mutating
     callers wait for a commit; ``max_inodes`` bounds each volume's inode records
-    and ``max_rows`` its compact rows of clean inodes (cas/inodes.py).
+    and ``row_bytes`` its compact rows of clean inodes (cas/inodes.py).
     """
 
     def __init__(self, path: str, catalog: Catalog, chunks: ChunkBackend, *, reserve_bytes: int,
-                 max_inodes: int, max_rows: int, dirty_limit: int, dirty_inodes_max: int,
+                 max_inodes: int, row_bytes: int, dirty_limit: int, dirty_inodes_max: int,
                  fsid: int):
         self.path = path
         self.catalog = catalog
@@ -207,7 +207,7 @@ class GroupCommit:
         self.reserve_bytes = reserve_bytes
         self.max_file_size = 1 << 62
         self.max_inodes = max_inodes
-        self.max_rows = max_rows
+        self.row_bytes = row_bytes
         self.dirty_limit = dirty_limit
         self.dirty_inodes_max = dirty_inodes_max
         self.fsid = fsid

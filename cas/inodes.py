@@ -9,13 +9,14 @@ buffered or written-to inodes and the root stay. Nothing here locks: the
 tree's owner holds its lock around every call.
 
 Behind the records sits a second, compact tier: the catalog rows of clean
-inodes, marshalled (about 170 bytes each, against about 1.3 KB for a record
-with its extents and its parent's entry). An evicted clean record leaves its
+inodes, marshalled (about 180 bytes each, against about 1.3 KB for a record
+with its extents and its parent's entry), a clean directory's row with its
+listing (about 30 bytes more per entry). An evicted clean record leaves its
 row there, and a directory listing's children enter there, so a metadata
-cache of a given size answers several times more inodes without a catalog
-query (one point query costs ~0.5 ms); a hit rebuilds the record in under a
-microsecond. A row is only ever a copy of what the catalog holds: every
-change goes through a record, which takes the row out first.
+cache of a given size answers several times more inodes, and names, without
+a catalog query (one point query costs ~0.5 ms); a hit rebuilds the record
+in under a microsecond. A row is only ever a copy of what the catalog
+holds: every change goes through a record, which takes the row out first.
 
 A lookup in a directory whose listing is not loaded asks for that one entry
 (a point query) the first few times (:func:`probes_before_load`), and loads
@@ -48,6 +49,8 @@ PROBES_BEFORE_LOAD = 2
 PROBE_ENTRIES = 128
 #: ... up to this many
 MAX_PROBES = 32
+#: bytes a compact row costs besides its marshalled bytes (dict slot, key, bytes header)
+ROW_OVERHEAD = 64
 
 
 def probes_before_load(node: Inode) -> int:
@@ -83,7 +86,7 @@ class Loads(Protocol):
 
 class InodeCache:
     """The Inode records of dataset ``ds`` in memory, bounded by ``commits.max_inodes``,
-    and the rows of clean inodes, bounded by ``commits.max_rows``."""
+    and the rows of clean inodes, bounded by ``commits.row_bytes``."""
 
     def __init__(self, commits: GroupCommit, ds: int, root: int, loads: Loads,
                  defer: Callable[[Callable[[], None]], None] | None = None):
@@ -97,8 +100,10 @@ class InodeCache:
         self.root = root
         self.loads = loads
         self.inodes: dict[int, Inode] = {}
-        #: marshalled catalog rows of clean inodes without a record (oldest first)
+        #: marshalled catalog rows of clean inodes without a record (oldest first): a
+        #: row, or (row, listing) for a directory whose listing was loaded
         self.rows: dict[int, bytes] = {}
+        self.rows_size = 0                  # their bytes, ROW_OVERHEAD each included
         #: freed inodes whose rows may still be in the catalog: a miss is ENOENT
         self.gone: set[int] = set()
         self.hits = 0                       # lookups served from memory (a record or a row)
@@ -118,10 +123,13 @@ class InodeCache:
             self.hits += 1
             node.ref = True
             return node
-        packed = self.rows.pop(ino, None)
+        packed = self._pop_row(ino)
+        listing = None
         if packed is not None:
             self.hits += 1
             row = marshal.loads(packed)
+            if len(row) == 2:
+                row, listing = row
         else:
             self.misses += 1
             if ino in self.gone:
@@ -130,13 +138,14 @@ class InodeCache:
             if row is None or row[1] != self.ds or row[5] <= 0:
                 raise fs_error(errno.ENOENT, f"inode {ino}")
         node = self.from_row(row)
+        node.children = listing
         self.add(node)
         return node
 
     def add(self, node: Inode) -> None:
         """Cache ``node`` (most recently used), evicting past the bound."""
         self.inodes[node.ino] = node
-        self.rows.pop(node.ino, None)
+        self._pop_row(node.ino)
         if len(self.inodes) > self.commits.max_inodes and not self._evict_queued:
             if self.defer is None:
                 self.evict()
@@ -151,27 +160,45 @@ class InodeCache:
 
     def discard(self, ino: int) -> Inode | None:
         """Forget ``ino``'s record and row (it is freed, or about to be reloaded); returns the record."""
-        self.rows.pop(ino, None)
+        self._pop_row(ino)
         return self.inodes.pop(ino, None)
 
-    def _keep_row(self, node: Inode) -> None:
-        """Keep the row of clean, evicted ``node``, dropping the oldest rows past the bound."""
-        if not node.persisted or node.failed or node.nlink <= 0 or node.ds != self.ds:
-            return
-        rows = self.rows
-        rows[node.ino] = marshal.dumps((
-            node.ino, node.ds, node.mode, node.uid, node.gid, node.nlink, node.rdev, node.size,
-            node.atime, node.mtime, node.ctime, node.btime, node.dver, node.parent,
-            node.next_seq, node.target))
-        if len(rows) > self.commits.max_rows:
+    def _pop_row(self, ino: int) -> bytes | None:
+        packed = self.rows.pop(ino, None)
+        if packed is not None:
+            self.rows_size -= len(packed) + ROW_OVERHEAD
+        return packed
+
+    def _put_row(self, ino: int, packed: bytes) -> None:
+        """Keep ``packed`` as ``ino``'s row (it has none), dropping the oldest rows past the bound."""
+        self.rows[ino] = packed
+        self.rows_size += len(packed) + ROW_OVERHEAD
+        if self.rows_size > self.commits.row_bytes:
             self._trim_rows()
 
+    def _keep_row(self, node: Inode) -> None:
+        """Keep the row (and a directory's listing) of clean, evicted ``node``."""
+        if not node.persisted or node.failed or node.nlink <= 0 or node.ds != self.ds:
+            return
+        row = (node.ino, node.ds, node.mode, node.uid, node.gid, node.nlink, node.rdev, node.size,
+               node.atime, node.mtime, node.ctime, node.btime, node.dver, node.parent,
+               node.next_seq, node.target)
+        self._put_row(node.ino, marshal.dumps(row if node.children is None else (row, node.children)))
+
     def _trim_rows(self) -> None:
-        """Drop the oldest rows until a batch under the bound."""
+        """Drop the oldest rows until 1/32 of the bound under it."""
         rows = self.rows
-        limit = self.commits.max_rows
-        for ino in list(islice(rows, len(rows) - limit + limit // 32)):
+        goal = self.commits.row_bytes - self.commits.row_bytes // 32
+        size = self.rows_size
+        drop = []
+        for ino, packed in rows.items():
+            if size <= goal:
+                break
+            size -= len(packed) + ROW_OVERHEAD
+            drop.append(ino)
+        for ino in drop:
             del rows[ino]
+        self.rows_size = size
 
     def evict(self) -> None:
         """Drop clean, unopened records, oldest first, until a batch under the bound.
@@ -206,6 +233,7 @@ class InodeCache:
         dropped records' rows stay); returns how many records."""
         if not keep_rows:
             self.rows = {}
+            self.rows_size = 0
         before = len(self.inodes)
         durable = self.commits.durable
         for ino in list(self.inodes):
@@ -222,6 +250,7 @@ class InodeCache:
             node.ds = -1
         self.inodes = {}
         self.rows = {}
+        self.rows_size = 0
         self.gone = set()
 
     def children(self, node: Inode) -> dict:
@@ -232,13 +261,17 @@ class InodeCache:
                 raise fs_error(errno.ENOTDIR, f"inode {node.ino}")
             ents, rows = self.loads.load_dir(node.ino)
             inodes, kept, dumps = self.inodes, self.rows, marshal.dumps
+            size = 0
             for row in rows:
-                if row[0] not in inodes:
-                    kept[row[0]] = dumps(row)
+                ino = row[0]
+                if ino not in inodes and ino not in kept:
+                    packed = kept[ino] = dumps(row)
+                    size += len(packed) + ROW_OVERHEAD
+            self.rows_size += size
+            if self.rows_size > self.commits.row_bytes:
+                self._trim_rows()
             ch = node.children = {name: (child, seq, typ) for name, child, seq, typ in ents}
             node.listing = None
-            if len(kept) > self.commits.max_rows:
-                self._trim_rows()
         return ch
 
     def entry(self, node: Inode, name: bytes) -> tuple[int, int, int] | None:

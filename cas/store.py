@@ -61,8 +61,6 @@ STORE_ID_KEY = "store_id"
 #: bytes per inode record: ~1.3 KB of RSS measured for a file's record, its extents
 #: and its parent's entry, plus slack
 INODE_COST = 1536
-#: bytes per compact row of a clean inode (cas/inodes.py): ~175 measured, plus slack
-ROW_COST = 192
 #: the share of the metadata cache for inode records; the rest holds compact rows
 RECORD_SHARE = 4
 
@@ -85,7 +83,7 @@ class Store:
         #: the group commit (cas/commit.py): store lock, commit lock, epochs, limits
         self.commits = GroupCommit(
             path, catalog, chunks, reserve_bytes=reserve_bytes, max_inodes=max_inodes,
-            max_rows=max(64, (cache_bytes - max_inodes * INODE_COST) // ROW_COST),
+            row_bytes=max(64 << 10, cache_bytes - max_inodes * INODE_COST),
             dirty_limit=dirty_bytes if dirty_bytes is not None else max(
                 4 * self.chunk_size, min(cache_bytes // 4, 64 << 20)),
             # beyond this many dirty inodes, mutating callers wait for a commit

@@ -56,12 +56,12 @@ TestVolumeStateful = VolumeMachine.TestCase
 
 
 class TinyCacheMachine(VolumeMachine):
-    """The same machine with a metadata cache of 3 records and 5 rows: almost every
+    """The same machine with a metadata cache of 3 records and about 5 rows: almost every
     operation evicts records (between operations) and rebuilds others from rows or the catalog."""
 
     def opened(self, store) -> None:
         store.commits.max_inodes = 3
-        store.commits.max_rows = 5
+        store.commits.row_bytes = 1000
 
 
 def test_volume_stateful_with_a_tiny_metadata_cache():

@@ -5,7 +5,7 @@ import pytest
 
 from cas import CorruptChunkError, FsError, Store, StoreFormatError, StoreLockedError
 from cas.inodes import MAX_PROBES, PROBE_ENTRIES, PROBES_BEFORE_LOAD, probes_before_load
-from cas.store import INODE_COST, RECORD_SHARE, ROW_COST
+from cas.store import INODE_COST, RECORD_SHARE
 
 
 def test_create_open_datasets(tmp_path):
@@ -236,14 +236,15 @@ class _CountingLoads:
 
 def test_evicted_records_leave_rows_that_answer_without_a_catalog_query(tmp_path):
     """The metadata cache's compact tier: a listing's children and evicted clean records
-    stay as rows, bounded by max_rows (oldest dropped first); a lookup served from a row
-    makes no catalog query and sees every committed change; a freed inode keeps no row."""
+    stay as rows (a directory's with its listing), bounded by row_bytes (oldest dropped
+    first); a lookup served from a row makes no catalog query and sees every committed
+    change; a freed inode keeps no row."""
     s = Store.open(str(tmp_path / "s"), create=True, cache_bytes=RECORD_SHARE * 64 * INODE_COST)
     s.create_dataset("m")
     v = s.volume("m")
     c = s.commits
     assert c.max_inodes == 64
-    assert c.max_rows == (RECORD_SHARE - 1) * 64 * INODE_COST // ROW_COST == 1536
+    assert c.row_bytes == (RECORD_SHARE - 1) * 64 * INODE_COST     # about 1,600 rows
     d = v.mkdir(v.root, b"d", 0o755, 0, 0).ino
     n = 2000
     inos = [v.create(d, b"f%04d" % j, 0o644, j, 0).ino for j in range(n)]
@@ -252,13 +253,19 @@ def test_evicted_records_leave_rows_that_answer_without_a_catalog_query(tmp_path
     assert not v.cache.rows
     counting = v.cache.loads = _CountingLoads(v.cache.loads)
     assert [e.name for e in v.readdir(d)] == [b"f%04d" % j for j in range(n)]
-    assert len(v.cache.inodes) <= 64 < len(v.cache.rows) <= c.max_rows   # the oldest rows went
+    assert len(v.cache.inodes) <= 64 and 1000 < len(v.cache.rows) < n   # the oldest rows went
+    assert v.cache.rows_size <= c.row_bytes
     loads = counting.calls
     recent = range(n - 1000, n)
     assert [v.lookup(d, b"f%04d" % j).uid for j in recent] == list(recent)
     assert counting.calls == loads                         # rows, no query
     assert len(v.cache.inodes) <= 64 < len(v.cache.rows)   # records evicted back to rows
     assert v.getattr(inos[0]).uid == 0 and counting.calls == loads + 1   # trimmed: loaded
+    # the directory's record goes to the rows with its listing: a lookup there needs no query
+    v.evict_all(keep_rows=True)
+    assert d in v.cache.rows and d not in v.cache.inodes
+    loads = counting.calls
+    assert v.lookup(d, b"f%04d" % (n - 1)).uid == n - 1 and counting.calls == loads
     # a row rebuilt into a record and changed is seen changed after it is a row again
     v.setattr(inos[-1], mode=0o600)
     v.unlink(d, b"f%04d" % (n - 2))
