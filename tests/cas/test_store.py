@@ -244,7 +244,7 @@ def test_evicted_records_leave_rows_that_answer_without_a_catalog_query(tmp_path
     v = s.volume("m")
     c = s.commits
     assert c.max_inodes == 64
-    assert c.row_bytes == (RECORD_SHARE - 1) * 64 * INODE_COST     # about 1,600 rows
+    assert c.row_bytes == (RECORD_SHARE - 1) * 64 * INODE_COST     # about 1,200 rows
     d = v.mkdir(v.root, b"d", 0o755, 0, 0).ino
     n = 2000
     inos = [v.create(d, b"f%04d" % j, 0o644, j, 0).ino for j in range(n)]
