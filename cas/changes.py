@@ -210,7 +210,7 @@ class Changes:
                 node = cache.from_row(row)
                 node.opens = opens
                 node.epoch = node.failed = epoch
-                cache.inodes[ino] = node
+                cache.add(node)
             elif row is None:
                 self.lost[ino] = None
                 if len(self.lost) > LOST_KEEP:

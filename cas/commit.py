@@ -190,12 +190,12 @@ class GroupCommit:
     ``volumes`` maps dataset names to the live volumes that take part
     (the Store fills it). ``dirty_limit`` bounds buffered file data before a
     writer stores it early; beyond ``dirty_inodes_max`` dirty inodes, mutating
-    callers wait for a commit; ``max_inodes`` bounds each volume's inode records
+    callers wait for a commit; ``record_bytes`` bounds each volume's inode records
     and ``row_bytes`` its compact rows of clean inodes (cas/inodes.py).
     """
 
     def __init__(self, path: str, catalog: Catalog, chunks: ChunkBackend, *, reserve_bytes: int,
-                 max_inodes: int, row_bytes: int, dirty_limit: int, dirty_inodes_max: int,
+                 record_bytes: int, row_bytes: int, dirty_limit: int, dirty_inodes_max: int,
                  fsid: int):
         self.path = path
         self.catalog = catalog
@@ -206,7 +206,7 @@ class GroupCommit:
         self.chunk_size = catalog.chunk_size
         self.reserve_bytes = reserve_bytes
         self.max_file_size = 1 << 62
-        self.max_inodes = max_inodes
+        self.record_bytes = record_bytes
         self.row_bytes = row_bytes
         self.dirty_limit = dirty_limit
         self.dirty_inodes_max = dirty_inodes_max

@@ -49,6 +49,11 @@ PROBES_BEFORE_LOAD = 2
 PROBE_ENTRIES = 128
 #: ... up to this many
 MAX_PROBES = 32
+#: bytes a record costs: ~1.3 KB of RSS measured for a file's record, its extents and
+#: its parent's entry, plus slack ...
+INODE_COST = 1536
+#: ... and per entry of a directory's loaded listing (206 measured)
+ENTRY_COST = 208
 #: bytes a compact row costs besides its marshalled bytes: the key's int, the bytes
 #: object's header, the dict's slot (116-137 measured in RSS for 200,000 to 1,000,000 rows)
 ROW_OVERHEAD = 128
@@ -86,7 +91,7 @@ class Loads(Protocol):
 
 
 class InodeCache:
-    """The Inode records of dataset ``ds`` in memory, bounded by ``commits.max_inodes``,
+    """The Inode records of dataset ``ds`` in memory, bounded by ``commits.record_bytes``,
     and the rows of clean inodes, bounded by ``commits.row_bytes``."""
 
     def __init__(self, commits: GroupCommit, ds: int, root: int, loads: Loads,
@@ -101,6 +106,7 @@ class InodeCache:
         self.root = root
         self.loads = loads
         self.inodes: dict[int, Inode] = {}
+        self.records_size = 0               # the records' ``cost``, summed
         #: marshalled catalog rows of clean inodes without a record (oldest first): a
         #: row, or (row, listing) for a directory whose listing was loaded
         self.rows: dict[int, bytes] = {}
@@ -145,9 +151,18 @@ class InodeCache:
 
     def add(self, node: Inode) -> None:
         """Cache ``node`` (most recently used), evicting past the bound."""
+        old = self.inodes.get(node.ino)
+        if old is not None:
+            self.records_size -= old.cost
         self.inodes[node.ino] = node
+        node.cost = INODE_COST + (ENTRY_COST * len(node.children) if node.children else 0)
+        self.records_size += node.cost
         self._pop_row(node.ino)
-        if len(self.inodes) > self.commits.max_inodes and not self._evict_queued:
+        self._over()
+
+    def _over(self) -> None:
+        """Evict, or queue an eviction, if the records are past their bound."""
+        if self.records_size > self.commits.record_bytes and not self._evict_queued:
             if self.defer is None:
                 self.evict()
             else:
@@ -156,13 +171,16 @@ class InodeCache:
 
     def _queued_evict(self) -> None:
         self._evict_queued = False
-        if len(self.inodes) > self.commits.max_inodes:
+        if self.records_size > self.commits.record_bytes:
             self.evict()
 
     def discard(self, ino: int) -> Inode | None:
         """Forget ``ino``'s record and row (it is freed, or about to be reloaded); returns the record."""
         self._pop_row(ino)
-        return self.inodes.pop(ino, None)
+        node = self.inodes.pop(ino, None)
+        if node is not None:
+            self.records_size -= node.cost
+        return node
 
     def _pop_row(self, ino: int) -> bytes | None:
         packed = self.rows.pop(ino, None)
@@ -202,7 +220,7 @@ class InodeCache:
         self.rows_size = size
 
     def evict(self) -> None:
-        """Drop clean, unopened records, oldest first, until a batch under the bound.
+        """Drop clean, unopened records, oldest first, until 1/32 of the bound under it.
 
         CLOCK, not strict LRU: a hit only sets ``ref`` (cheaper than reordering
         on every lookup), and eviction moves a referenced record to the young
@@ -210,9 +228,9 @@ class InodeCache:
         """
         inodes = self.inodes
         durable = self.commits.durable
-        limit = self.commits.max_inodes
-        excess = len(inodes) - limit + limit // 32  # evict in batches
-        budget = max(64, excess * 2)
+        limit = self.commits.record_bytes
+        excess = self.records_size - limit + limit // 32  # evict in batches
+        budget = max(64, 2 * (excess // INODE_COST + 1))   # records looked at, at most
         root = self.root
         for ino in list(islice(inodes, budget)):
             if excess <= 0:
@@ -226,8 +244,9 @@ class InodeCache:
                 inodes[ino] = inodes.pop(ino)
                 continue
             del inodes[ino]
+            self.records_size -= node.cost
             self._keep_row(node)
-            excess -= 1
+            excess -= node.cost
 
     def evict_all(self, keep_rows: bool = False) -> int:
         """Drop every clean inode record, and every row unless ``keep_rows`` (then the
@@ -241,6 +260,7 @@ class InodeCache:
             node = self.inodes[ino]
             if not (node.epoch > durable or node.opens or node.bufs or ino == self.root):
                 del self.inodes[ino]
+                self.records_size -= node.cost
                 if keep_rows:
                     self._keep_row(node)
         return before - len(self.inodes)
@@ -250,6 +270,7 @@ class InodeCache:
         for node in self.inodes.values():
             node.ds = -1
         self.inodes = {}
+        self.records_size = 0
         self.rows = {}
         self.rows_size = 0
         self.gone = set()
@@ -273,6 +294,11 @@ class InodeCache:
                 self._trim_rows()
             ch = node.children = {name: (child, seq, typ) for name, child, seq, typ in ents}
             node.listing = None
+            if self.inodes.get(node.ino) is node:     # its listing is charged to its record
+                extra = ENTRY_COST * len(ch)
+                node.cost += extra
+                self.records_size += extra
+                self._over()
         return ch
 
     def entry(self, node: Inode, name: bytes) -> tuple[int, int, int] | None:

@@ -100,7 +100,7 @@ class Inode:
         "atime", "mtime", "ctime", "btime", "dver", "parent", "next_seq",
         "target", "children", "listing", "extents", "bufs", "xattrs",
         "epoch", "opens", "persisted", "wseq", "writers", "cuts", "read_end", "failed",
-        "probes", "ref",
+        "probes", "ref", "cost",
     )
 
     def __init__(self, ino: int, ds: int, mode: int, uid: int, gid: int, nlink: int,
@@ -139,6 +139,7 @@ class Inode:
         self.failed = 0
         self.probes = 0         # names looked up one by one in this directory (InodeCache.entry)
         self.ref = False        # used since eviction last passed it (a second chance)
+        self.cost = 0           # bytes the inode cache charged for this record
 
     def is_dir(self) -> bool:
         return stat.S_ISDIR(self.mode)

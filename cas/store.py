@@ -37,6 +37,7 @@ from .chunkbackend import ChunkBackend
 from .commit import GroupCommit
 from .errors import FsError, StoreFormatError, StoreLockedError
 from .records import DiffEntry, SnapshotInfo
+from .inodes import INODE_COST
 from .names import check_label
 from .snapshots import Snapshots
 from .snapview import SnapshotVolume
@@ -58,9 +59,6 @@ STORE_FORMAT_REMOTE = 2
 REPLICA_MARKER = "REPLICA"
 #: catalog meta key of a pool member's store id (cas/pool.py)
 STORE_ID_KEY = "store_id"
-#: bytes per inode record: ~1.3 KB of RSS measured for a file's record, its extents
-#: and its parent's entry, plus slack
-INODE_COST = 1536
 #: the share of the metadata cache for inode records; the rest holds compact rows
 RECORD_SHARE = 4
 
@@ -79,15 +77,15 @@ class Store:
         self.cache_bytes = cache_bytes
         self.reserve_bytes = reserve_bytes
         self.commit_interval = commit_interval
-        max_inodes = max(64, cache_bytes // RECORD_SHARE // INODE_COST)
+        record_bytes = max(64 * INODE_COST, cache_bytes // RECORD_SHARE)
         #: the group commit (cas/commit.py): store lock, commit lock, epochs, limits
         self.commits = GroupCommit(
-            path, catalog, chunks, reserve_bytes=reserve_bytes, max_inodes=max_inodes,
-            row_bytes=max(64 << 10, cache_bytes - max_inodes * INODE_COST),
+            path, catalog, chunks, reserve_bytes=reserve_bytes, record_bytes=record_bytes,
+            row_bytes=max(64 << 10, cache_bytes - record_bytes),
             dirty_limit=dirty_bytes if dirty_bytes is not None else max(
                 4 * self.chunk_size, min(cache_bytes // 4, 64 << 20)),
             # beyond this many dirty inodes, mutating callers wait for a commit
-            dirty_inodes_max=max(1000, max_inodes // 4),
+            dirty_inodes_max=max(1000, record_bytes // INODE_COST // 4),
             fsid=zlib.crc32(os.path.realpath(path).encode()))
         # in a shared pool another member, or a catalog copy shipped earlier
         # (cas/catalogcopy.py), may still name a chunk a commit drops: gc deletes those

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import invariant, rule, run_state_machine_as_test
 
 from cas import Store
+from cas.inodes import INODE_COST
 
 from .model import CHUNK, NAMES, TreeMachine
 
@@ -60,7 +61,7 @@ class TinyCacheMachine(VolumeMachine):
     operation evicts records (between operations) and rebuilds others from rows or the catalog."""
 
     def opened(self, store) -> None:
-        store.commits.max_inodes = 3
+        store.commits.record_bytes = 3 * INODE_COST
         store.commits.row_bytes = 1000
 
 

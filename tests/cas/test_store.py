@@ -5,7 +5,8 @@ import pytest
 
 from cas import CorruptChunkError, FsError, Store, StoreFormatError, StoreLockedError
 from cas.inodes import MAX_PROBES, PROBE_ENTRIES, PROBES_BEFORE_LOAD, probes_before_load
-from cas.store import INODE_COST, RECORD_SHARE
+from cas.inodes import ENTRY_COST, INODE_COST, ROW_OVERHEAD
+from cas.store import RECORD_SHARE
 
 
 def test_create_open_datasets(tmp_path):
@@ -198,7 +199,7 @@ def test_a_cache_full_of_changed_records_loses_no_change(tmp_path):
     s = Store.open(path, create=True, cache_bytes=RECORD_SHARE * 64 * INODE_COST)
     s.create_dataset("m")
     v = s.volume("m")
-    assert s.commits.max_inodes == 64 and s.commits.dirty_inodes_max >= 1000
+    assert s.commits.record_bytes == 64 * INODE_COST and s.commits.dirty_inodes_max >= 1000
     d = v.mkdir(v.root, b"d", 0o755, 0, 0).ino
     old = [v.create(d, b"f%03d" % j, 0o644, j, 0).ino for j in range(300)]
     s.commit()
@@ -239,27 +240,28 @@ def test_evicted_records_leave_rows_that_answer_without_a_catalog_query(tmp_path
     stay as rows (a directory's with its listing), bounded by row_bytes (oldest dropped
     first); a lookup served from a row makes no catalog query and sees every committed
     change; a freed inode keeps no row."""
-    s = Store.open(str(tmp_path / "s"), create=True, cache_bytes=RECORD_SHARE * 64 * INODE_COST)
+    s = Store.open(str(tmp_path / "s"), create=True)
     s.create_dataset("m")
     v = s.volume("m")
     c = s.commits
-    assert c.max_inodes == 64
-    assert c.row_bytes == (RECORD_SHARE - 1) * 64 * INODE_COST     # about 1,200 rows
-    d = v.mkdir(v.root, b"d", 0o755, 0, 0).ino
     n = 2000
+    c.record_bytes = 64 * INODE_COST + n * ENTRY_COST     # 64 records and d's listing
+    c.row_bytes = 1200 * (ROW_OVERHEAD + 120)             # about 1,200 rows
+    d = v.mkdir(v.root, b"d", 0o755, 0, 0).ino
     inos = [v.create(d, b"f%04d" % j, 0o644, j, 0).ino for j in range(n)]
     s.commit()
     v.evict_all()
     assert not v.cache.rows
     counting = v.cache.loads = _CountingLoads(v.cache.loads)
     assert [e.name for e in v.readdir(d)] == [b"f%04d" % j for j in range(n)]
-    assert len(v.cache.inodes) <= 64 and 1000 < len(v.cache.rows) < n   # the oldest rows went
-    assert v.cache.rows_size <= c.row_bytes
+    assert 1000 < len(v.cache.rows) < n and v.cache.rows_size <= c.row_bytes  # the oldest went
+    assert v.cache.inodes[d].cost == INODE_COST + n * ENTRY_COST   # the listing is charged
     loads = counting.calls
     recent = range(n - 1000, n)
     assert [v.lookup(d, b"f%04d" % j).uid for j in recent] == list(recent)
     assert counting.calls == loads                         # rows, no query
-    assert len(v.cache.inodes) <= 64 < len(v.cache.rows)   # records evicted back to rows
+    assert v.cache.records_size <= c.record_bytes + INODE_COST   # evicted back to rows ...
+    assert d in v.cache.inodes                                   # ... but d, in use, stays
     assert v.getattr(inos[0]).uid == 0 and counting.calls == loads + 1   # trimmed: loaded
     # the directory's record goes to the rows with its listing: a lookup there needs no query
     v.evict_all(keep_rows=True)

@@ -116,7 +116,7 @@ def test_metadata_memory_from_config_and_the_command_line(tmp_path):
     import json
 
     from cas import Store
-    from cas.store import INODE_COST, RECORD_SHARE
+    from cas.store import RECORD_SHARE
     from ninep_server.cli import build_parser
     from ninep_server.storeopen import open_options
 
@@ -132,9 +132,8 @@ def test_metadata_memory_from_config_and_the_command_line(tmp_path):
         build_parser().parse_args(["serve", "--metadata-memory", "lots"])
     with Store.open(str(tmp_path / "s"), create=True, **open_options(config)) as store:
         c = store.commits
-        assert c.max_inodes == (32 << 20) // RECORD_SHARE // INODE_COST
-        assert c.max_inodes * INODE_COST + c.row_bytes == 32 << 20
-        assert c.row_bytes == (32 << 20) - c.max_inodes * INODE_COST   # rows of ~130,000 inodes
+        assert c.record_bytes == (32 << 20) // RECORD_SHARE
+        assert c.record_bytes + c.row_bytes == 32 << 20
     server = start_ninep(tmp_path / "served", "--metadata-memory", "8M")
     server.stop()
     serving = [json.loads(line) for line in server.proc.stderr.read().splitlines()
