@@ -72,20 +72,33 @@ def test_reserve_reaches_the_store_from_cli_and_config(tmp_path):
     assert code == errno.ENOSPC and st.bavail == 0
 
 
-def test_chunk_memory_from_config_and_store_open(tmp_path):
-    """[server] chunk_memory bounds the memory cache of verified chunks of the store it opens."""
-    import pytest
+@pytest.mark.parametrize("key, option", [("chunk_memory", "chunk_memory_bytes"),
+                                         ("metadata_memory", "cache_bytes")])
+def test_memory_sizes_from_config_and_the_command_line(key, option):
+    """[server] chunk_memory / metadata_memory become Store.open options, and
+    `ninep serve --chunk-memory / --metadata-memory` override them."""
+    from ninep_server.cli import build_parser
+    from ninep_server.storeopen import open_options
 
+    config = parse_config({"server": {key: "64M"}})
+    assert getattr(config, key) == 64 << 20
+    assert open_options(config)[option] == 64 << 20
+    assert option not in open_options(parse_config({}))
+    with pytest.raises(ConfigError, match=key):
+        parse_config({"server": {key: "lots"}})
+    flag = "--" + key.replace("_", "-")
+    assert getattr(build_parser().parse_args(["serve", flag, "1G"]), key) == 1 << 30
+    assert getattr(build_parser().parse_args(["serve"]), key) is None   # the config's, else the default
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", flag, "lots"])
+
+
+def test_chunk_memory_bounds_the_store_it_opens(tmp_path):
+    """[server] chunk_memory bounds the memory cache of verified chunks of the store it opens."""
     from cas import Store
-    from ninep_server.config import ConfigError, parse_config
     from ninep_server.storeopen import open_options
 
     config = parse_config({"server": {"chunk_memory": "64M"}})
-    assert config.chunk_memory == 64 << 20
-    assert open_options(config)["chunk_memory_bytes"] == 64 << 20
-    assert "chunk_memory_bytes" not in open_options(parse_config({}))
-    with pytest.raises(ConfigError, match="chunk_memory"):
-        parse_config({"server": {"chunk_memory": "lots"}})
     store = Store.open(str(tmp_path / "s"), create=True, **open_options(config))
     try:
         assert store.chunks.stats().memory_limit == 64 << 20
@@ -98,38 +111,16 @@ def test_chunk_memory_from_config_and_store_open(tmp_path):
         store.close()
 
 
-def test_serve_takes_chunk_memory_on_the_command_line():
-    import pytest
-
-    from ninep_server.cli import build_parser
-
-    args = build_parser().parse_args(["serve", "--chunk-memory", "1G"])
-    assert args.chunk_memory == 1 << 30
-    assert build_parser().parse_args(["serve"]).chunk_memory is None   # the config's, else the default
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["serve", "--chunk-memory", "lots"])
-
-
-def test_metadata_memory_from_config_and_the_command_line(tmp_path):
-    """[server] metadata_memory and `ninep serve --metadata-memory` bound each dataset's
+def test_metadata_memory_bounds_each_datasets_cache(tmp_path):
+    """[server] metadata_memory (and `ninep serve --metadata-memory`) bounds each dataset's
     metadata cache: its inode records and its compact rows (cas/inodes.py) together."""
     import json
 
     from cas import Store
     from cas.store import RECORD_SHARE
-    from ninep_server.cli import build_parser
     from ninep_server.storeopen import open_options
 
     config = parse_config({"server": {"metadata_memory": "32M"}})
-    assert config.metadata_memory == 32 << 20
-    assert open_options(config)["cache_bytes"] == 32 << 20
-    assert "cache_bytes" not in open_options(parse_config({}))
-    with pytest.raises(ConfigError, match="metadata_memory"):
-        parse_config({"server": {"metadata_memory": "lots"}})
-    assert build_parser().parse_args(["serve", "--metadata-memory", "1G"]).metadata_memory == 1 << 30
-    assert build_parser().parse_args(["serve"]).metadata_memory is None   # the config's, else the default
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["serve", "--metadata-memory", "lots"])
     with Store.open(str(tmp_path / "s"), create=True, **open_options(config)) as store:
         c = store.commits
         assert c.record_bytes == (32 << 20) // RECORD_SHARE
