@@ -1,12 +1,15 @@
-"""InodeCache: one tree's bounded LRU of Inode records, loaded on demand.
+"""InodeCache: one tree's bounded cache of Inode records, loaded on demand.
 
 A miss loads one inode, one directory entry, or a whole directory (its
 entries and their inodes) through a :class:`Loads` loader: the live
 catalog, or a snapshot's rows (``cas.snapview.SnapshotLoads``). A
 directory's children, a file's extents and an inode's xattrs are loaded on
-first use. Eviction drops clean, unopened inodes in LRU order; dirty, open,
-buffered or written-to inodes and the root stay. Nothing here locks: the
-tree's owner holds its lock around every call.
+first use. Eviction (CLOCK: oldest first, one second chance for a record
+used since the last pass) drops clean, unopened records, each charged its
+measured size; dirty, open, buffered or written-to inodes and the root
+stay. A live tree queues eviction for its lock's next outermost
+acquisition, so no operation loses a record it is changing. Nothing here
+locks: the tree's owner holds its lock around every call.
 
 Behind the records sits a second, compact tier: the catalog rows of clean
 inodes, marshalled (about 250 bytes each in memory, against about 1.3 KB for a record
