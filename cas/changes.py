@@ -161,9 +161,7 @@ class Changes:
                 continue
             if node.persisted:
                 batch.inode_retire.append(ino)
-            ins.append((node.ino, node.ds, node.mode, node.uid, node.gid, node.nlink, node.rdev,
-                        node.size, node.atime, node.mtime, node.ctime, node.btime, node.dver,
-                        node.parent, node.next_seq, node.target))
+            ins.append(node.row())
         for key in cap.entries:
             parent, name = key
             batch.entry_retire.append(key)

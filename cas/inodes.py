@@ -202,9 +202,7 @@ class InodeCache:
         """Keep the row (and a directory's listing) of clean, evicted ``node``."""
         if not node.persisted or node.failed or node.nlink <= 0 or node.ds != self.ds:
             return
-        row = (node.ino, node.ds, node.mode, node.uid, node.gid, node.nlink, node.rdev, node.size,
-               node.atime, node.mtime, node.ctime, node.btime, node.dver, node.parent,
-               node.next_seq, node.target)
+        row = node.row()
         self._put_row(node.ino, marshal.dumps(row if node.children is None else (row, node.children)))
 
     def _trim_rows(self) -> None:

@@ -144,6 +144,12 @@ class Inode:
     def is_dir(self) -> bool:
         return stat.S_ISDIR(self.mode)
 
+    def row(self) -> tuple:
+        """The catalog row of this inode (``catalog.INODE_COLS``); ``Inode(*row)`` rebuilds it."""
+        return (self.ino, self.ds, self.mode, self.uid, self.gid, self.nlink, self.rdev,
+                self.size, self.atime, self.mtime, self.ctime, self.btime, self.dver,
+                self.parent, self.next_seq, self.target)
+
     def attr(self) -> Attr:
         return Attr(self.ino, self.mode, self.uid, self.gid, self.nlink, self.rdev,
                     self.size, (self.size + 511) >> 9, self.atime, self.mtime,
