@@ -35,6 +35,8 @@ def canned_replies() -> dict[int, bytearray]:
                                size=4096, blksize=4096, blocks=8),
         p.Twalk: p.Rwalk(qids=[]),
         p.Tclunk: p.Rclunk(),
+        p.Tlopen: p.Rlopen(qid=_QID, iounit=0),
+        p.Tread: p.Rread(data=bytes(MSIZE - 24)),   # percall's read: diodcat's count
     }
     out = {}
     for request, reply in replies.items():

@@ -20,7 +20,11 @@ The requests, each sent ``--requests`` times per repetition:
 - ``walk_clunk``: Twalk to a new fid (no names: a clone) then Tclunk of it,
   the two requests that surround every lookup;
 - ``bad_fid``: Tgetattr on a fid never attached, answered with Rlerror
-  (EBADF), so the error path is timed too.
+  (EBADF), so the error path is timed too;
+- ``read``: Tread of ``READ_COUNT`` bytes (what diodcat asks for at msize
+  64 KiB), sequential, round and round a ``READ_FILE_MIB`` MiB file of
+  random bytes: the data path with every chunk held in memory (ninep) or in
+  the page cache (diod).
 
 Writes ``--out``/percall-<UTC time>.{md,json} (or ``--name``). CPU times
 come in clock ticks (10 ms here): keep ``--requests`` in the thousands.
@@ -43,7 +47,11 @@ from .servers import BenchError, Diod, Floor, Ninep, Server, process_cpu, rotate
 
 HERE = Path(__file__).resolve().parent
 MSIZE = 65536
-ROOT_FID, CLONE_FID, UNKNOWN_FID = 1, 2, 99
+ROOT_FID, CLONE_FID, UNKNOWN_FID, FILE_FID = 1, 2, 99, 3
+READ_FILE = "percall-read"
+READ_FILE_MIB = 16
+#: diodcat's count at msize 64 KiB (msize less the 24-byte I/O header): reads straddle chunks
+READ_COUNT = MSIZE - 24
 #: the servers measured, in the report's order
 SERVERS = ("ninep", "diod", "floor")
 #: measure -> what it sends
@@ -51,10 +59,12 @@ KINDS = {
     "getattr": "Tgetattr of the root",
     "walk_clunk": "Twalk (clone) + Tclunk",
     "bad_fid": "Tgetattr of an unknown fid (Rlerror)",
+    "read": f"Tread of {READ_COUNT:,} bytes, sequential",
 }
 
 
 def _frames(kind: str) -> list[bytes]:
+    """The frames one unit of ``kind`` sends; ``read`` lists one frame per offset, sent in turn."""
     if kind == "getattr":
         return [p.encode(p.Tgetattr(tag=1, fid=ROOT_FID, request_mask=p.GetattrMask.ALL))]
     if kind == "walk_clunk":
@@ -62,7 +72,16 @@ def _frames(kind: str) -> list[bytes]:
                 p.encode(p.Tclunk(tag=1, fid=CLONE_FID))]
     if kind == "bad_fid":
         return [p.encode(p.Tgetattr(tag=1, fid=UNKNOWN_FID, request_mask=p.GetattrMask.ALL))]
+    if kind == "read":
+        size = READ_FILE_MIB << 20
+        return [p.encode(p.Tread(tag=1, fid=FILE_FID, offset=off, count=READ_COUNT))
+                for off in range(0, size - READ_COUNT, READ_COUNT)]
     raise ValueError(kind)
+
+
+def _per_unit(kind: str) -> int:
+    """Requests one unit of ``kind`` sends."""
+    return 1 if kind == "read" else len(_frames(kind))
 
 
 class RawClient:
@@ -91,12 +110,33 @@ class RawClient:
             self._frames.feed(got)
         return frame
 
-    def run(self, frames: list[bytes], units: int) -> None:
-        """Send ``frames`` ``units`` times, each frame after the previous one's reply."""
-        for _ in range(units):
-            for frame in frames:
-                self.sock.sendall(frame)
-                self._reply()
+    def run(self, frames: list[bytes], requests: int) -> None:
+        """Send ``requests`` frames, going round ``frames``, each after the previous one's reply."""
+        k = len(frames)
+        for i in range(requests):
+            self.sock.sendall(frames[i % k])
+            self._reply()
+
+    def open_file(self, name: str) -> None:
+        """Walk ``FILE_FID`` to ``name`` in the root and open it for reading."""
+        for msg in (p.Twalk(tag=1, fid=ROOT_FID, newfid=FILE_FID, wnames=[name.encode()]),
+                    p.Tlopen(tag=1, fid=FILE_FID, flags=0)):
+            reply = self.rpc(msg)
+            if isinstance(reply, p.Rlerror):
+                raise BenchError(f"opening {name}: errno {reply.ecode}")
+
+    def create_file(self, name: str, data: bytes) -> None:
+        """Create ``name`` in the root with ``data`` (written in msize pieces)."""
+        step = MSIZE - 24
+        msgs = [p.Twalk(tag=1, fid=ROOT_FID, newfid=FILE_FID, wnames=[]),
+                p.Tlcreate(tag=1, fid=FILE_FID, name=name.encode(), flags=0o2, mode=0o644, gid=0)]
+        msgs += [p.Twrite(tag=1, fid=FILE_FID, offset=off, data=data[off:off + step])
+                 for off in range(0, len(data), step)]
+        msgs += [p.Tfsync(tag=1, fid=FILE_FID), p.Tclunk(tag=1, fid=FILE_FID)]
+        for msg in msgs:
+            reply = self.rpc(msg)
+            if isinstance(reply, p.Rlerror):
+                raise BenchError(f"writing {name}: errno {reply.ecode}")
 
     def close(self) -> None:
         self.sock.close()
@@ -105,17 +145,19 @@ class RawClient:
 def measure(server: Server, kind: str, units: int) -> dict[str, float]:
     """Microseconds per request: wall, server user CPU and server system CPU."""
     frames = _frames(kind)
+    n = units * _per_unit(kind)
     client = RawClient(server)
     try:
-        client.run(frames, min(200, units))          # warm up
+        if kind == "read":
+            client.open_file(READ_FILE)
+        client.run(frames, max(len(frames), min(200, n)))          # warm up
         u0, s0 = process_cpu(server.pid())
         t0 = time.perf_counter()
-        client.run(frames, units)
+        client.run(frames, n)
         wall = time.perf_counter() - t0
         u1, s1 = process_cpu(server.pid())
     finally:
         client.close()
-    n = units * len(frames)
     return {"wall_us": wall / n * 1e6, "user_us": (u1 - u0) / n * 1e6,
             "sys_us": (s1 - s0) / n * 1e6}
 
@@ -166,13 +208,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         export = work / "export"
         export.mkdir()
+        content = os.urandom(READ_FILE_MIB << 20)
+        (export / READ_FILE).write_bytes(content)
         servers["diod"] = Diod(export, work)
         servers["ninep"] = Ninep(work / "store", work)
         servers["floor"] = Floor(work)
+        writer = RawClient(servers["ninep"])
+        try:
+            writer.create_file(READ_FILE, content)
+        finally:
+            writer.close()
         for r in range(args.reps):
             for kind in KINDS:
                 for name in rotate(list(servers), r):
-                    units = args.requests // len(_frames(kind)) or 1
+                    units = args.requests // _per_unit(kind) or 1
                     figures[kind].setdefault(name, []).append(measure(servers[name], kind, units))
     finally:
         for srv in servers.values():

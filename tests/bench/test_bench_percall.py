@@ -1,4 +1,4 @@
-"""bench.percall measures every request kind against ninep, diod and the trio floor
+"""bench.percall measures every request kind (reads included) against ninep, diod and the trio floor
 (bench/floor.py) and reports each server's wall time and CPU per request (no timing assertions: the figures exist,
 are consistent with each other, and the scratch directory goes)."""
 from __future__ import annotations
@@ -77,3 +77,43 @@ def test_the_floor_answers_each_request_with_its_reply_and_tag(tmp_path):
     assert isinstance(got, p.Rgetattr) and got.tag == 7
     assert isinstance(walk, p.Rwalk) and walk.tag == 9
     assert isinstance(other, p.Rlerror) and other.tag == 11 and other.ecode == errno.EOPNOTSUPP
+
+
+def test_the_read_measure_reads_the_file_it_wrote(tmp_path):
+    """``read`` times real reads: the file the raw client writes through ninep is what
+    its Treads return, at offsets that straddle chunks, and the floor's canned Rread
+    is as long as the count asked for."""
+    import os
+
+    from bench import percall
+    from bench.servers import Floor, Ninep
+    from ninep_server import protocol as p
+
+    content = os.urandom(3 * percall.READ_COUNT + 1000)
+    frames = percall._frames("read")
+    assert [p.decode(f).offset for f in frames[:3]] == [0, percall.READ_COUNT, 2 * percall.READ_COUNT]
+    srv = Ninep(tmp_path / "store", tmp_path)
+    try:
+        writer = percall.RawClient(srv)
+        writer.create_file(percall.READ_FILE, content)
+        writer.close()
+        c = percall.RawClient(srv)
+        try:
+            c.open_file(percall.READ_FILE)
+            got = [c.rpc(p.decode(f)).data for f in frames[:4]]
+        finally:
+            c.close()
+    finally:
+        srv.stop()
+    assert b"".join(got) == content
+    floor = Floor(tmp_path)
+    try:
+        c = percall.RawClient(floor)
+        try:
+            c.open_file(percall.READ_FILE)
+            reply = c.rpc(p.decode(frames[1]))
+        finally:
+            c.close()
+    finally:
+        floor.stop()
+    assert isinstance(reply, p.Rread) and len(reply.data) == percall.READ_COUNT
