@@ -1,8 +1,14 @@
 """Named constants of the 9P2000.L protocol.
 
 Values follow the Linux v9fs client (include/net/9p/9p.h) and diod's
-protocol description. Everything here is a plain integer enum so it can be
-used directly on the wire.
+protocol description. Everything here is a plain integer, or an integer
+enum, so it can be used directly on the wire.
+
+The bit sets (:class:`QidType`, :class:`OpenFlags`, :class:`GetattrMask`,
+:class:`SetattrValid`, :class:`LockFlags`, :class:`XattrFlags`) are classes
+of plain ``int`` attributes, not ``enum.IntFlag``: on CPython 3.11 every
+``&`` or ``|`` with an IntFlag member builds an enum member in Python
+(about 1 µs, measured here), and a Tsetattr tests up to ten bits.
 """
 
 from __future__ import annotations
@@ -118,7 +124,7 @@ class MsgType(enum.IntEnum):
     RREMOVE = 123
 
 
-class QidType(enum.IntFlag):
+class QidType:
     """Bits of qid.type."""
 
     FILE = 0x00
@@ -131,7 +137,7 @@ class QidType(enum.IntFlag):
     DIR = 0x80
 
 
-class OpenFlags(enum.IntFlag):
+class OpenFlags:
     """Tlopen/Tlcreate flags (the Linux values, as the kernel sends them)."""
 
     RDONLY = 0o0
@@ -155,7 +161,7 @@ class OpenFlags(enum.IntFlag):
     SYNC = 0o4000000
 
 
-class GetattrMask(enum.IntFlag):
+class GetattrMask:
     """Tgetattr request_mask / Rgetattr valid bits."""
 
     MODE = 0x00000001
@@ -176,7 +182,7 @@ class GetattrMask(enum.IntFlag):
     ALL = 0x00003FFF
 
 
-class SetattrValid(enum.IntFlag):
+class SetattrValid:
     """Tsetattr valid bits."""
 
     MODE = 0x00000001
@@ -198,7 +204,7 @@ class LockType(enum.IntEnum):
     UNLCK = 2
 
 
-class LockFlags(enum.IntFlag):
+class LockFlags:
     """Tlock flags."""
 
     BLOCK = 1
@@ -214,7 +220,7 @@ class LockStatus(enum.IntEnum):
     GRACE = 3
 
 
-class XattrFlags(enum.IntFlag):
+class XattrFlags:
     """Txattrcreate flags (setxattr(2) flags)."""
 
     CREATE = 1
