@@ -231,13 +231,15 @@ class TreeReads:
                     dest[:len(piece)] = piece
         return out
 
-    def read_cached(self, ino: int, offset: int, size: int) -> bytes | memoryview | None:
+    def read_cached(self, ino: int, offset: int, size: int) -> bytes | memoryview | tuple | None:
         """What :meth:`read` returns, if that needs no disk access; else None.
 
         Served from dirty buffers, holes, verified chunks held in memory and
         chunk files in the kernel's page cache (verified on the way), so it
         is cheap enough to call on an event loop. A read within one chunk
-        held in memory is a view of it, not a copy. A sequential reader
+        held in memory is a view of it, not a copy; a read across chunks is
+        a tuple of its pieces in order (views, not joined: 64 KiB reads that
+        straddle chunks cost a copy each otherwise). A sequential reader
         served here moves the read-ahead window on too (every
         ``READAHEAD_REFRESH`` chunks), so it does not stall at the window's end.
         """
@@ -259,7 +261,7 @@ class TreeReads:
         node.read_end = offset + length
         if ahead:
             self.chunks.prefetch(ahead)
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        return pieces[0] if len(pieces) == 1 else tuple(pieces)
 
 
 def _enters_mark(offset: int, end: int, cs: int, every: int) -> bool:

@@ -122,7 +122,7 @@ class SnapshotVolume(ReadOnlyTree):
         self._check()
         return self._reads.read(ino, offset, size)
 
-    def read_cached(self, ino: int, offset: int, size: int) -> bytes | memoryview | None:
+    def read_cached(self, ino: int, offset: int, size: int) -> bytes | memoryview | tuple | None:
         """What :meth:`read` returns, if that needs no disk access; else None."""
         self._check()
         return self._reads.read_cached(ino, offset, size)

@@ -86,8 +86,11 @@ class Tree(Protocol):
     def read(self, ino: int, offset: int, size: int) -> bytes | bytearray:
         """Up to ``size`` bytes at ``offset`` (may wait for the disk)."""
 
-    def read_cached(self, ino: int, offset: int, size: int) -> bytes | memoryview | None:
-        """What :meth:`read` returns if no disk access is needed, else None."""
+    def read_cached(self, ino: int, offset: int, size: int) -> bytes | memoryview | tuple | None:
+        """What :meth:`read` returns if no disk access is needed, else None.
+
+        A read across several buffers may come as a tuple of them, in order
+        (not joined into one); ``b"".join`` gives its bytes."""
 
     def write(self, ino: int, offset: int, data) -> int:
         """Write ``data`` at ``offset``; returns its length."""

@@ -144,7 +144,7 @@ class Volume:
         """Up to ``size`` bytes at ``offset``; holes read as zeros; EIO on a corrupt chunk."""
         return self._reads.read(ino, offset, size)
 
-    def read_cached(self, ino: int, offset: int, size: int) -> bytes | memoryview | None:
+    def read_cached(self, ino: int, offset: int, size: int) -> bytes | memoryview | tuple | None:
         """What :meth:`read` returns, if that needs no disk access; else None."""
         return self._reads.read_cached(ino, offset, size)
 

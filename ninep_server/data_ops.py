@@ -63,8 +63,8 @@ class DataOps:
         data = await self.run_io(fid.view.volume.read, fid.ino, msg.offset, count)
         return self._read_done(data)
 
-    def _read_done(self, data: bytes) -> p.Rread:
-        self.metrics.read_bytes += len(data)
+    def _read_done(self, data) -> p.Rread:
+        self.metrics.read_bytes += len(data) if type(data) is not tuple else sum(map(len, data))
         return p.Rread(data=data)
 
     def write_inline(self, msg: p.Twrite) -> p.Rwrite | None:

@@ -388,6 +388,10 @@ class Session:
     def _add(out, reply: p.Message) -> int:
         """Append the buffers of ``reply``'s frame to ``out``; returns its length."""
         head, data = p.encode_parts(reply)
+        if type(data) is tuple:    # pieces of a read across chunks: one buffer each
+            out.append(head)
+            out.extend(data)
+            return len(head) + sum(map(len, data))
         n = len(data)
         if n >= _SEPARATE_DATA:
             out.append(head)

@@ -102,7 +102,7 @@ class SnapshotDirectory(ReadOnlyTree):
     def resolve(self, path: bytes, follow: bool = True) -> Attr:
         self.refuse()
 
-    def read_cached(self, ino: int, offset: int, size: int) -> bytes | memoryview | None:
+    def read_cached(self, ino: int, offset: int, size: int) -> bytes | memoryview | tuple | None:
         self.refuse()
 
     def fsync(self, ino: int) -> None:

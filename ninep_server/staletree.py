@@ -46,7 +46,7 @@ class StaleTree(ReadOnlyTree):
     def read(self, ino: int, offset: int, size: int) -> bytes:
         self._stale()
 
-    def read_cached(self, ino: int, offset: int, size: int) -> bytes | None:
+    def read_cached(self, ino: int, offset: int, size: int) -> bytes | tuple | None:
         self._stale()
 
     def readlink(self, ino: int) -> bytes:

@@ -140,14 +140,15 @@ def encode_parts(msg: Message) -> tuple[bytes, Any]:
     ``payload`` is that blob itself, not copied, so a sender can hand both
     to one ``sendmsg``/``writev`` without building the frame; for any other
     message ``head`` is the whole frame and ``payload`` is empty. The blob
-    may be any bytes-like object (a memoryview of a cached chunk, say).
+    may be any bytes-like object (a memoryview of a cached chunk, say), or
+    a tuple of them (see ``Data``): the payload is then that tuple.
     """
     fast = _FAST_ENCODE.get(type(msg))
     if fast is not None and fast[2]:
         st, getter, _ = fast
         values = getter(msg)
         data = values[-1]
-        n = len(data)
+        n = len(data) if type(data) is not tuple else sum(map(len, data))
         try:
             return st.pack(st.size + n, msg.TYPE, msg.tag, *values[:-1], n), data
         except struct.error as exc:
@@ -164,6 +165,8 @@ def encode(msg: Message) -> bytes:
         try:
             if blob:
                 data = values[-1]
+                if type(data) is tuple:
+                    data = b"".join(data)
                 return st.pack(st.size + len(data), msg.TYPE, msg.tag, *values[:-1], len(data)) + data
             return st.pack(st.size, msg.TYPE, msg.tag, *values)
         except struct.error as exc:

@@ -21,6 +21,9 @@ U64 = Annotated[int, "Q"]
 #: (a time before 1970 is a huge unsigned number on the wire, read here as negative).
 I64 = Annotated[int, "q"]
 Str = Annotated[bytes, "s"]
+#: A data blob. To encode, it may also be a tuple of bytes-like pieces, sent in
+#: order: a reply gathered from several buffers (chunks held in memory) without
+#: joining them. Decoding always gives bytes.
 Data = Annotated[bytes, "d"]
 Names = Annotated[list, "names"]
 Qids = Annotated[list, "qids"]
