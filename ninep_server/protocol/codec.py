@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Iterable
 
 from .constants import HEADER_SIZE, MAX_WALK_NAMES, MsgType
-from .messages import ALL_MESSAGES, Dirent, Message, Qid, Twalk
+from .messages import ALL_MESSAGES, Dirent, Message, Qid, Rwalk, Twalk
 
 _HEADER = struct.Struct("<IBH")
 _U16 = struct.Struct("<H")
@@ -124,6 +124,27 @@ def _fast_paths():
 
 _FAST_ENCODE, _FAST_DECODE = _fast_paths()
 
+# Rwalk (a reply to every lookup) by the number of qids it carries: one struct each
+_RWALK = int(MsgType.RWALK)
+_RWALK_BY_COUNT = [struct.Struct("<IBHH" + "BIQ" * n) for n in range(MAX_WALK_NAMES + 1)]
+
+
+def _encode_rwalk(msg: Rwalk) -> bytes | None:
+    """Rwalk packed in one go (the general encoder's loop cost twice as much); None
+    for more qids than a walk may have, which the general encoder then handles."""
+    qids = msg.qids
+    n = len(qids)
+    if n > MAX_WALK_NAMES:
+        return None
+    st = _RWALK_BY_COUNT[n]
+    if n == 1:
+        q = qids[0]
+        return st.pack(st.size, _RWALK, msg.tag, 1, q.type, q.version, q.path)
+    values = []
+    for q in qids:
+        values += (q.type, q.version, q.path)
+    return st.pack(st.size, _RWALK, msg.tag, n, *values)
+
 
 def message_class(type_: int) -> type[Message] | None:
     """The message class for a wire type number, or None if unknown."""
@@ -171,6 +192,13 @@ def encode(msg: Message) -> bytes:
             return st.pack(st.size, msg.TYPE, msg.tag, *values)
         except struct.error as exc:
             raise ValueError(f"cannot encode {type(msg).__name__}: {exc}") from None
+    if type(msg) is Rwalk:
+        try:
+            frame = _encode_rwalk(msg)
+        except struct.error as exc:
+            raise ValueError(f"cannot encode Rwalk: {exc}") from None
+        if frame is not None:
+            return frame
     parts: list[Any] = [b""]
     try:
         for step in _LAYOUT[type(msg)]:

@@ -105,6 +105,21 @@ def test_a_blob_of_pieces_encodes_as_the_joined_bytes(pieces):
     assert p.encode(p.Rread(data=views, tag=5)) == p.encode(joined)
 
 
+@pytest.mark.parametrize("n", [0, 1, 2, p.MAX_WALK_NAMES, p.MAX_WALK_NAMES + 1])
+def test_rwalk_is_packed_field_by_field_for_any_qid_count(n):
+    """Rwalk's one-struct encoder writes nwqid then each qid (type, version, path), as the
+    spec lays them out; more qids than a walk may have still encode (the general path)."""
+    qids = [p.Qid(i % 256, i * 7, (1 << 64) - 1 - i) for i in range(n)]
+    frame = p.encode(p.Rwalk(qids=qids, tag=9))
+    body = n.to_bytes(2, "little") + b"".join(
+        bytes([q.type]) + q.version.to_bytes(4, "little") + q.path.to_bytes(8, "little") for q in qids)
+    assert frame == (7 + len(body)).to_bytes(4, "little") + bytes([int(p.MsgType.RWALK)]) + b"\x09\x00" + body
+    if n <= p.MAX_WALK_NAMES:
+        assert p.decode(frame) == p.Rwalk(qids=qids, tag=9)
+    with pytest.raises(ValueError):
+        p.encode(p.Rwalk(qids=[p.Qid(256, 0, 0)] * max(n, 1), tag=9))
+
+
 # -- byte-exact vectors written from the 9P2000.L specification -------------------
 
 H = bytes.fromhex
