@@ -64,7 +64,7 @@ class DataOps:
         return self._read_done(data)
 
     def _read_done(self, data) -> p.Rread:
-        self.metrics.read_bytes += len(data) if type(data) is not tuple else sum(map(len, data))
+        self.metrics.read_bytes += p.blob_length(data)
         return p.Rread(data=data)
 
     def write_inline(self, msg: p.Twrite) -> p.Rwrite | None:

@@ -391,7 +391,7 @@ class Session:
         if type(data) is tuple:    # pieces of a read across chunks: one buffer each
             out.append(head)
             out.extend(data)
-            return len(head) + sum(map(len, data))
+            return len(head) + p.blob_length(data)
         n = len(data)
         if n >= _SEPARATE_DATA:
             out.append(head)

@@ -10,6 +10,7 @@ Typical use::
 from .codec import (
     FrameBuffer,
     ProtocolError,
+    blob_length,
     decode,
     decode_dirents,
     decode_header,

@@ -154,6 +154,11 @@ def message_class(type_: int) -> type[Message] | None:
 # -- encoding ----------------------------------------------------------------
 
 
+def blob_length(data) -> int:
+    """Bytes in a data blob: a bytes-like object, or a tuple of them (see ``Data``)."""
+    return len(data) if type(data) is not tuple else sum(map(len, data))
+
+
 def encode_parts(msg: Message) -> tuple[bytes, Any]:
     """Serialize one message as ``(head, payload)``: the frame is ``head + payload``.
 
@@ -169,7 +174,7 @@ def encode_parts(msg: Message) -> tuple[bytes, Any]:
         st, getter, _ = fast
         values = getter(msg)
         data = values[-1]
-        n = len(data) if type(data) is not tuple else sum(map(len, data))
+        n = blob_length(data)
         try:
             return st.pack(st.size + n, msg.TYPE, msg.tag, *values[:-1], n), data
         except struct.error as exc:
