@@ -36,7 +36,7 @@ def canned_replies() -> dict[int, bytearray]:
         p.Twalk: p.Rwalk(qids=[]),
         p.Tclunk: p.Rclunk(),
         p.Tlopen: p.Rlopen(qid=_QID, iounit=0),
-        p.Tread: p.Rread(data=bytes(MSIZE - 24)),   # percall's read: diodcat's count
+        p.Tread: p.Rread(data=bytes(MSIZE - p.IOHDRSZ)),   # percall's read: diodcat's count
     }
     out = {}
     for request, reply in replies.items():

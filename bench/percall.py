@@ -50,8 +50,8 @@ MSIZE = 65536
 ROOT_FID, CLONE_FID, UNKNOWN_FID, FILE_FID = 1, 2, 99, 3
 READ_FILE = "percall-read"
 READ_FILE_MIB = 16
-#: diodcat's count at msize 64 KiB (msize less the 24-byte I/O header): reads straddle chunks
-READ_COUNT = MSIZE - 24
+#: the most data one Tread or Twrite carries at MSIZE (diodcat's count): reads straddle chunks
+READ_COUNT = MSIZE - p.IOHDRSZ
 #: the servers measured, in the report's order
 SERVERS = ("ninep", "diod", "floor")
 #: measure -> what it sends
@@ -126,12 +126,12 @@ class RawClient:
                 raise BenchError(f"opening {name}: errno {reply.ecode}")
 
     def create_file(self, name: str, data: bytes) -> None:
-        """Create ``name`` in the root with ``data`` (written in msize pieces)."""
-        step = MSIZE - 24
+        """Create ``name`` in the root with ``data`` (written in ``READ_COUNT`` pieces)."""
         msgs = [p.Twalk(tag=1, fid=ROOT_FID, newfid=FILE_FID, wnames=[]),
-                p.Tlcreate(tag=1, fid=FILE_FID, name=name.encode(), flags=0o2, mode=0o644, gid=0)]
-        msgs += [p.Twrite(tag=1, fid=FILE_FID, offset=off, data=data[off:off + step])
-                 for off in range(0, len(data), step)]
+                p.Tlcreate(tag=1, fid=FILE_FID, name=name.encode(), flags=p.OpenFlags.RDWR,
+                           mode=0o644, gid=0)]
+        msgs += [p.Twrite(tag=1, fid=FILE_FID, offset=off, data=data[off:off + READ_COUNT])
+                 for off in range(0, len(data), READ_COUNT)]
         msgs += [p.Tfsync(tag=1, fid=FILE_FID), p.Tclunk(tag=1, fid=FILE_FID)]
         for msg in msgs:
             reply = self.rpc(msg)
